@@ -1,0 +1,174 @@
+"""VideoReader: frame-exact random access against a sequential PyAV decode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import media
+from videoloader import (
+    ContainerError,
+    FrameBatch,
+    NotAVideoError,
+    SourceNotFoundError,
+    VideoReader,
+)
+
+ALL_KINDS = sorted(media.KINDS)
+DEMUX_KINDS = {name for name, k in media.KINDS.items() if k.container != "mp4"}
+
+
+@pytest.fixture(scope="session")
+def reference(corpus):
+    """Sequential PyAV decode of each corpus file, computed once per session."""
+    cache: dict[str, list[tuple[int, np.ndarray]]] = {}
+
+    def get(name: str) -> list[tuple[int, np.ndarray]]:
+        if name not in cache:
+            cache[name] = media.decode_all_frames(corpus[name])
+        return cache[name]
+
+    return get
+
+
+def _targets(n: int, seed: int = 0) -> list[int]:
+    rng = np.random.default_rng(seed)
+    return [0, n - 1] + rng.integers(0, n, size=16).tolist()
+
+
+def _check_exact(reader: VideoReader, ref: list[tuple[int, np.ndarray]], targets: list[int]) -> None:
+    assert reader.metadata.num_frames == len(ref)
+    batch = reader.get_frames_at(targets)
+    assert isinstance(batch, FrameBatch)
+    assert batch.data.dtype == torch.uint8 and batch.data.shape[0] == len(targets)
+    for row, i in enumerate(targets):
+        got = batch.data[row].permute(1, 2, 0).numpy()
+        want = ref[i][1]
+        assert got.shape == want.shape, (i, got.shape, want.shape)
+        assert np.array_equal(got, want), f"frame {i} differs (max abs diff {np.abs(got.astype(int) - want).max()})"
+
+
+@pytest.mark.parametrize("name", ALL_KINDS)
+def test_frames_equal_sequential_decode_local(name, corpus, reference):
+    ref = reference(name)
+    with VideoReader(str(corpus[name]), backend="cpu") as r:
+        assert r.access_path == ("demux" if name in DEMUX_KINDS else "index")
+        _check_exact(r, ref, _targets(len(ref), seed=len(name)))
+
+
+@pytest.mark.parametrize("name", ALL_KINDS)
+def test_frames_equal_sequential_decode_http(name, corpus, reference, http_server):
+    ref = reference(name)
+    url = http_server.add(corpus[name].name, corpus[name])
+    http_server.reset_counts()
+    with VideoReader(url, backend="cpu") as r:
+        _check_exact(r, ref, _targets(len(ref), seed=7))
+        # Every byte the server sent is in the reader's records, and no more.
+        assert r.transfer_stats.bytes_received == http_server.bytes_sent
+
+
+@pytest.mark.parametrize("name", ["h264_bframes", "vfr", "h264_editlist", "mkv_h264"])
+def test_played_at_agrees_with_pts_intervals(name, corpus):
+    with VideoReader(str(corpus[name])) as r:
+        n = r.metadata.num_frames
+        targets = _targets(n, seed=3)
+        b = r.get_frames_at(targets)
+        starts = b.pts_seconds.numpy()
+        ends = starts + b.duration_seconds.numpy()
+        assert np.all(b.duration_seconds.numpy() > 0)
+        for t in (starts, (starts + ends) / 2, ends - 1e-6):
+            idx = r.frame_indices_played_at(t.tolist())
+            assert idx == targets
+        played = r.get_frames_played_at(((starts + ends) / 2).tolist())
+        assert torch.equal(played.data, b.data)
+        with pytest.raises(IndexError):
+            r.get_frames_played_at([float(ends.max()) + 10.0])
+        with pytest.raises(IndexError):
+            r.get_frames_played_at([r.metadata.begin_stream_seconds - 1.0])
+
+
+def test_pts_seconds_match_reference(corpus, reference):
+    ref = reference("vfr")
+    with VideoReader(str(corpus["vfr"])) as r:
+        b = r.get_frames_in_range(0, r.metadata.num_frames)
+    import av
+
+    with av.open(str(corpus["vfr"])) as c:
+        tb = c.streams.video[0].time_base
+    assert np.allclose(b.pts_seconds.numpy(), [float(p * tb) for p, _ in ref])
+    # Irregular durations: the muxer's 20..70 ms cycle survives.
+    assert len(np.unique(np.round(b.duration_seconds.numpy(), 3))) > 3
+
+
+def test_order_duplicates_layout_and_bounds(corpus, reference):
+    ref = reference("h264_bframes")
+    with VideoReader(str(corpus["h264_bframes"]), dimension_order="NHWC") as r:
+        b = r.get_frames_at([3, 50, 17, 3])
+        assert b.data.shape[1:] == (120, 160, 3)
+        for row, i in enumerate([3, 50, 17, 3]):
+            assert np.array_equal(b.data[row].numpy(), ref[i][1])
+        assert r.get_frames_at([]).data.shape == (0, 120, 160, 3)
+        with pytest.raises(IndexError):
+            r.get_frames_at([r.metadata.num_frames])
+        with pytest.raises(IndexError):
+            r.get_frames_at([-1])
+        r_range = r.get_frames_in_range(start=0, stop=40, step=10)
+        assert torch.equal(r_range.data, r.get_frames_at([0, 10, 20, 30]).data)
+
+
+def test_scaling_happens_in_ffmpeg_scaler(corpus):
+    import av
+
+    with av.open(str(corpus["h264_faststart"])) as c:
+        frames = list(c.decode(video=0))
+    want = frames[20].to_ndarray(format="rgb24", width=80, height=64, interpolation="BILINEAR")
+    with VideoReader(str(corpus["h264_faststart"]), size=(64, 80)) as r:
+        got = r.get_frames_at([20]).data[0].permute(1, 2, 0).numpy()
+    assert np.array_equal(got, want)
+
+
+def test_metadata(corpus):
+    with VideoReader(str(corpus["hevc_10bit"])) as r:
+        m = r.metadata
+        assert (m.codec, m.width, m.height, m.num_frames) == ("hevc", 160, 120, 36)
+        assert m.fps == pytest.approx(30.0, rel=1e-3)
+        assert m.duration_seconds == pytest.approx(36 / 30, rel=1e-3)
+        r.get_frames_at([5])
+        assert r.metadata.pixel_format == "yuv420p10le"
+    with VideoReader(str(corpus["webm_vp9"])) as r:
+        assert r.metadata.access_path == "demux" and r.metadata.container in ("matroska", "webm")
+
+
+def test_plan_reads_only_the_gop_prefix(corpus, http_server):
+    url = http_server.add("gop.mp4", corpus["h264_faststart"])
+    with VideoReader(url) as r:
+        index = r.index
+        before = r.transfer_stats.snapshot()
+        # frame 20 is in the GOP starting at frame 15 (I/P only): samples 15..20.
+        plan = r.plan([20])
+        assert [(g.first_sample, g.last_sample) for g in plan.groups] == [(15, 20)]
+        assert plan.nbytes == int(index.sizes[15:21].sum())
+        r.get_frames_at([20])
+        delta = r.transfer_stats.since(before)
+        assert delta.bytes_received == plan.nbytes
+
+
+def test_bad_inputs_surface_as_clear_errors(tmp_path, http_server):
+    with pytest.raises(SourceNotFoundError) as e:
+        VideoReader(http_server.url("missing.mp4") + "?token=SECRET")
+    assert "missing.mp4" in str(e.value) and "SECRET" not in str(e.value)
+    page = tmp_path / "page.mp4"
+    page.write_bytes(b"<!doctype html><html><body>" + b"x" * 5000 + b"</body></html>")
+    with pytest.raises(NotAVideoError):
+        VideoReader(str(page))
+    with pytest.raises(ContainerError):
+        VideoReader(http_server.add("page.mp4", page))
+
+
+def test_truncated_file(corpus, tmp_path):
+    data = corpus["h264_moov_end"].read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) - 200])  # the moov at the end is cut
+    with pytest.raises(ContainerError):
+        VideoReader(str(cut))

@@ -1,0 +1,101 @@
+"""videoloader: frame-exact random access to remote videos for PyTorch.
+
+Only public names live here. They are imported on first use (PEP 562), so
+``import videoloader`` is cheap in DataLoader workers and never fails for
+want of an optional backend (PyNvVideoCodec, torchdata, wandb, modal).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._errors import (
+    BackendUnavailableError,
+    ContainerError,
+    CorruptVideoError,
+    DecodeError,
+    MP4ParseError,
+    NotAVideoError,
+    RangeRequestError,
+    SourceAccessError,
+    SourceChangedError,
+    SourceError,
+    SourceNotFoundError,
+    TransferError,
+    TruncatedFileError,
+    UnsupportedFormatError,
+    VideoLoaderError,
+)
+from ._types import ByteRange, FrameBatch, VideoMetadata
+
+__version__ = "0.1.0"
+
+# Public name -> module that defines it, imported lazily.
+_LAZY = {
+    "AllFrames": "videoloader.data",
+    "RandomClip": "videoloader.data",
+    "RandomFrames": "videoloader.data",
+    "SampleIndex": "videoloader.mp4",
+    "TransferStats": "videoloader.io",
+    "UniformClip": "videoloader.data",
+    "VideoFrameDataset": "videoloader.data",
+    "VideoReader": "videoloader._reader",
+    "platform_info": "videoloader.decoders",
+    "read_index": "videoloader.mp4",
+    "run_inference": "videoloader.inference",
+}
+
+__all__ = [
+    "AllFrames",
+    "BackendUnavailableError",
+    "ByteRange",
+    "ContainerError",
+    "CorruptVideoError",
+    "DecodeError",
+    "FrameBatch",
+    "MP4ParseError",
+    "NotAVideoError",
+    "RandomClip",
+    "RandomFrames",
+    "RangeRequestError",
+    "SampleIndex",
+    "SourceAccessError",
+    "SourceChangedError",
+    "SourceError",
+    "SourceNotFoundError",
+    "TransferError",
+    "TransferStats",
+    "TruncatedFileError",
+    "UniformClip",
+    "UnsupportedFormatError",
+    "VideoFrameDataset",
+    "VideoLoaderError",
+    "VideoMetadata",
+    "VideoReader",
+    "platform_info",
+    "read_index",
+    "run_inference",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'videoloader' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._reader import VideoReader
+    from .data import AllFrames, RandomClip, RandomFrames, UniformClip, VideoFrameDataset
+    from .decoders import platform_info
+    from .inference import run_inference
+    from .io import TransferStats
+    from .mp4 import SampleIndex, read_index

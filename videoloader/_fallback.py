@@ -1,0 +1,206 @@
+"""Fallback for containers we do not index: PyAV demuxing over the tracked file.
+
+Matroska/WebM, MPEG-TS, AVI and MP4 variants the index path cannot handle are
+opened by FFmpeg through ``RangeSource.open_file()``, so every byte is still
+recorded. Exactness comes from a packet table: the demuxer's packets (pts,
+dts, keyframe flag), read once without decoding, give frame ``i``'s pts the way
+a sequential decode orders them. Reading that table costs about one pass over
+the file; it is done on first need (metadata or a frame by index) and its
+bytes show in ``transfer_stats``. Decoding then seeks to the keyframe before
+each group of targets and decodes forward, exactly like the index path.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import av
+import numpy as np
+import torch
+
+from ._errors import CorruptVideoError, NotAVideoError
+from .decoders._base import OutputSpec
+from .decoders._pyav import ffmpeg_decoder_name, frame_to_tensor
+from .io import RangeSource
+
+__all__ = ["DemuxTable", "DemuxVideo"]
+
+log = logging.getLogger(__name__)
+
+_NO_PTS = -(2**62)
+
+
+@dataclass
+class DemuxTable:
+    """Video packets in decode order, as FFmpeg's demuxer reports them."""
+
+    pts: np.ndarray
+    dts: np.ndarray
+    durations: np.ndarray
+    is_sync: np.ndarray
+    frame_to_sample: np.ndarray
+
+    @classmethod
+    def from_packets(cls, rows: list[tuple[int, int, int, bool]]) -> "DemuxTable":
+        arr = np.array(rows, dtype=np.int64).reshape(-1, 4)
+        pts, dts, dur, key = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3].astype(bool)
+        return cls(pts, dts, dur, key, np.argsort(pts, kind="stable"))
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_to_sample)
+
+    def frame_pts(self) -> np.ndarray:
+        return self.pts[self.frame_to_sample]
+
+    def frame_durations(self) -> np.ndarray:
+        pts = self.frame_pts()
+        d = np.empty_like(pts)
+        if len(pts):
+            d[:-1] = np.diff(pts)
+            last = self.durations[self.frame_to_sample[-1]]
+            d[-1] = last if last > 0 else (d[-2] if len(d) > 1 else 1)
+        return d
+
+
+class DemuxVideo:
+    """One video stream opened through PyAV's demuxer over a tracked file."""
+
+    def __init__(self, source: RangeSource, *, output: OutputSpec, thread_count: int = 0) -> None:
+        self.source = source
+        self.output = output
+        self._thread_count = thread_count
+        self._file = source.open_file()
+        try:
+            self._container = av.open(self._file, mode="r")
+        except (av.FFmpegError, ValueError, OSError) as e:
+            self._file.close()
+            if isinstance(e, OSError) and not isinstance(e, av.FFmpegError):
+                raise
+            raise NotAVideoError(f"{source.url}: neither an MP4 we can index nor a container FFmpeg can open ({e})") from e
+        if not self._container.streams.video:
+            self.close()
+            raise NotAVideoError(f"{source.url}: the {self.format_name} container has no video stream")
+        self._stream = self._container.streams.video[0]
+        self.time_base = self._stream.time_base
+        self._table: DemuxTable | None = None
+
+    @property
+    def format_name(self) -> str:
+        return self._container.format.name.split(",")[0]
+
+    @property
+    def codec(self) -> str:
+        return self._stream.codec_context.name
+
+    @property
+    def width(self) -> int:
+        return self._stream.codec_context.width
+
+    @property
+    def height(self) -> int:
+        return self._stream.codec_context.height
+
+    @property
+    def pixel_format(self) -> str | None:
+        fmt = self._stream.codec_context.pix_fmt
+        return str(fmt) if fmt else None
+
+    @property
+    def table(self) -> DemuxTable:
+        if self._table is None:
+            log.info("%s: reading the %s packet table (one pass, no decoding)", self.source.url, self.format_name)
+            rows = []
+            self._container.seek(0)
+            for p in self._container.demux(self._stream):
+                if p.size == 0 or p.pts is None:
+                    continue
+                dts = p.dts if p.dts is not None else p.pts
+                rows.append((p.pts, dts, p.duration or 0, bool(p.is_keyframe)))
+            self._table = DemuxTable.from_packets(rows)
+        return self._table
+
+    def _codec_context(self) -> av.CodecContext:
+        src = self._stream.codec_context
+        ctx = av.CodecContext.create(ffmpeg_decoder_name(src.name), "r")
+        if src.extradata:
+            ctx.extradata = src.extradata
+        ctx.thread_count = self._thread_count
+        ctx.thread_type = "AUTO"
+        return ctx
+
+    def decode_frames(self, frames: list[int]) -> dict[int, torch.Tensor]:
+        """Decode the given frame indices exactly; ``{frame: tensor}``."""
+        t = self.table
+        wanted_by_sample = {int(t.frame_to_sample[f]): f for f in set(frames)}
+        syncs = np.flatnonzero(t.is_sync)
+        # Group targets by the sync sample they decode from (as the planner does).
+        groups: dict[int, int] = {}
+        for s in sorted(wanted_by_sample):
+            pos = int(np.searchsorted(syncs, s, side="right")) - 1
+            while pos > 0 and t.pts[syncs[pos]] > t.pts[s]:
+                pos -= 1
+            start = int(syncs[pos]) if pos >= 0 else 0
+            groups[start] = max(groups.get(start, s), s)
+        out: dict[int, torch.Tensor] = {}
+        for start, last in sorted(groups.items()):
+            wanted_pts = {int(t.pts[s]): f for s, f in wanted_by_sample.items() if start <= s <= last}
+            got = self._decode_group(start, last, wanted_pts)
+            for pts, f in wanted_pts.items():
+                if pts not in got:
+                    raise CorruptVideoError(f"{self.source.url}: the decoder produced no frame for index {f} (pts {pts})")
+                out[f] = got[pts]
+        return out
+
+    def _packets_from(self, start: int):
+        """Demux packets from sample ``start`` (a keyframe) on, in decode order."""
+        t = self.table
+        target_dts = int(t.dts[start])
+        for seek_ts in (int(t.pts[start]), int(t.dts[start]) - 1, None):
+            if seek_ts is None:
+                self._container.seek(0)
+            else:
+                self._container.seek(seek_ts, stream=self._stream, backward=True, any_frame=False)
+            it = self._container.demux(self._stream)
+            for p in it:
+                if p.size == 0 or p.pts is None:
+                    continue
+                dts = p.dts if p.dts is not None else p.pts
+                if dts < target_dts:
+                    continue
+                if dts > target_dts:
+                    break  # the seek landed after our keyframe: seek earlier
+                yield p
+                yield from (q for q in it if q.size and q.pts is not None)
+                return
+        raise CorruptVideoError(f"{self.source.url}: could not seek back to the keyframe at dts {target_dts}")
+
+    def _decode_group(self, start: int, last: int, wanted_pts: dict[int, int]) -> dict[int, torch.Tensor]:
+        t = self.table
+        ctx = self._codec_context()
+        out: dict[int, torch.Tensor] = {}
+        todo = len(wanted_pts)
+
+        def keep(frames) -> None:
+            for fr in frames:
+                if fr.pts in wanted_pts and fr.pts not in out:
+                    out[fr.pts] = frame_to_tensor(fr, self.output)
+
+        try:
+            fed = 0
+            for p in self._packets_from(start):
+                keep(ctx.decode(p))
+                fed += 1
+                if fed > last - start or len(out) == todo:
+                    break
+            keep(ctx.decode(None))
+        except av.FFmpegError as e:
+            raise CorruptVideoError(f"{self.source.url}: decoding failed: {e}") from e
+        return out
+
+    def close(self) -> None:
+        try:
+            self._container.close()
+        finally:
+            self._file.close()

@@ -1,0 +1,425 @@
+"""VideoReader: frame-exact random access over any fsspec URL.
+
+MP4/MOV/fMP4 go through our own index and exact byte ranges (``access_path
+== "index"``); anything else through PyAV demuxing over the same tracked file
+(``"demux"``). Both return frame ``i`` of a plain sequential FFmpeg decode, or
+raise: never a neighbour.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from ._errors import CorruptVideoError, NotAVideoError, UnsupportedFormatError, VideoLoaderError
+from ._plan import DecodeGroup, Plan, plan_frames
+from ._types import ByteRange, FrameBatch, VideoMetadata
+from .decoders._base import DecoderBackend, OutputSpec, Packet, StreamConfig
+from .io import RangeSource, TransferStats
+from .mp4 import SampleIndex, load_index
+
+__all__ = ["VideoReader"]
+
+log = logging.getLogger(__name__)
+
+# Codecs the packet path feeds from our index; others use the demux fallback.
+INDEX_CODECS = frozenset({"h264", "hevc", "av1", "vp9"})
+# Fetch at most this many bytes ahead of the decoder: bounds memory on long
+# clips while the next batch downloads during the current batch's decode.
+PIPELINE_BATCH_BYTES = 16 * 1024 * 1024
+
+DimensionOrder = Literal["NCHW", "NHWC"]
+
+
+class VideoReader:
+    """Random access to the frames of one video.
+
+    Args:
+        source: a URL (``https://``, ``s3://``, ``file://``...), a local path, or
+            an open fsspec file.
+        backend: ``"auto"``, ``"cpu"``, ``"nvdec"`` or ``"videotoolbox"``.
+        storage_options: passed to fsspec for the URL's filesystem.
+        width, height: output size; one alone keeps the aspect ratio.
+        size: ``(height, width)``, an alternative to ``width``/``height``.
+        dimension_order: ``"NCHW"`` (default) or ``"NHWC"``.
+        device: where NVDEC output lives (``"cuda:0"``); CPU backends ignore it.
+        track: the track id to read (MP4 only); default the first video track.
+        stats: a parent TransferStats that also receives this reader's records.
+        index_cache: an on-disk cache directory for MP4 indexes (None: memory only).
+        num_threads: FFmpeg decoder threads (0: one per core).
+        source_options: extra keyword arguments for ``RangeSource``
+            (``coalesce_gap_bytes``, ``retry``, timeouts...).
+
+    Raises:
+        SourceError: the bytes could not be read (404, 403, faults).
+        ContainerError: the bytes are not a usable video.
+        BackendUnavailableError: the requested backend cannot run here.
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        backend: str = "auto",
+        storage_options: dict | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        size: tuple[int, int] | None = None,
+        dimension_order: DimensionOrder = "NCHW",
+        device: str | None = None,
+        track: int | None = None,
+        stats: TransferStats | None = None,
+        index_cache: Any = None,
+        num_threads: int = 0,
+        source_options: dict | None = None,
+    ) -> None:
+        if dimension_order not in ("NCHW", "NHWC"):
+            raise ValueError(f"dimension_order must be 'NCHW' or 'NHWC', got {dimension_order!r}")
+        if size is not None:
+            if width is not None or height is not None:
+                raise ValueError("give either size=(h, w) or width/height, not both")
+            height, width = size
+        self.dimension_order = dimension_order
+        self._num_threads = num_threads
+        self._closed = False
+        self._index: SampleIndex | None = None
+        self._demux = None
+        self._decoder: DecoderBackend | None = None
+        own_stats = TransferStats(parent=stats) if stats is not None else TransferStats()
+        self._source = RangeSource(source, storage_options=storage_options, stats=own_stats, **(source_options or {}))
+        try:
+            self._open(backend, track, index_cache, OutputSpec(height=height, width=width, device=device or "cpu"))
+        except BaseException:
+            self.close()
+            raise
+
+    # -- opening ------------------------------------------------------------
+
+    def _open(self, backend: str, track: int | None, index_cache: Any, output: OutputSpec) -> None:
+        try:
+            index = load_index(self._source, track=track, cache=index_cache)
+        except (NotAVideoError, UnsupportedFormatError) as e:
+            log.info("%s: not indexable (%s); using the PyAV demux fallback", self._source.url, e)
+            index = None
+        if index is not None and index.codec not in INDEX_CODECS:
+            log.info("%s: codec %s is not on the packet path; using the PyAV demux fallback", self._source.url, index.codec)
+            index = None
+        if index is None:
+            self._open_demux(backend, output)
+            return
+        self._index = index
+        from .decoders._registry import get_backend_class, resolve_backend
+
+        name = resolve_backend(backend, index.codec)
+        cls = get_backend_class(name)
+        config = StreamConfig(
+            codec=index.codec,
+            extradata=index.extradata,
+            width=index.width,
+            height=index.height,
+            timescale=index.timescale,
+            bit_depth=index.bit_depth,
+            sample_entry=index.sample_entry,
+        )
+        kwargs: dict[str, Any] = {"output": output}
+        if name == "cpu":
+            kwargs["thread_count"] = self._num_threads
+        self._decoder = cls(config, **kwargs)
+        self._backend_name = name
+        pts, durs = index.frame_pts(), index.frame_durations()
+        self._set_timeline(pts, durs, index.timescale)
+        self._metadata = self._make_metadata(
+            codec=index.codec,
+            width=index.width,
+            height=index.height,
+            pixel_format=None,
+            bit_depth=index.bit_depth,
+            rotation=index.rotation,
+            container="mp4",
+            access_path="index",
+        )
+
+    def _open_demux(self, backend: str, output: OutputSpec) -> None:
+        from ._fallback import DemuxVideo
+
+        if backend not in ("auto", "cpu"):
+            log.info("%s: the demux fallback decodes on the CPU (asked for %s)", self._source.url, backend)
+        self._demux = DemuxVideo(self._source, output=output, thread_count=self._num_threads)
+        self._backend_name = "cpu"
+        t = self._demux.table
+        tb = self._demux.time_base
+        self._timebase = (tb.numerator, tb.denominator)
+        self._frame_pts = t.frame_pts()
+        self._frame_durations = t.frame_durations()
+        self._metadata = self._make_metadata(
+            codec=self._demux.codec,
+            width=self._demux.width,
+            height=self._demux.height,
+            pixel_format=self._demux.pixel_format,
+            bit_depth=None,
+            rotation=0,
+            container=self._demux.format_name,
+            access_path="demux",
+        )
+
+    def _set_timeline(self, pts: np.ndarray, durations: np.ndarray, timescale: int) -> None:
+        self._timebase = (1, timescale)
+        self._frame_pts = pts
+        self._frame_durations = durations
+
+    def _seconds(self, ticks: np.ndarray) -> np.ndarray:
+        num, den = self._timebase
+        return ticks.astype(np.float64) * num / den
+
+    def _make_metadata(self, **kw: Any) -> VideoMetadata:
+        n = len(self._frame_pts)
+        if n:
+            begin = float(self._seconds(self._frame_pts[:1])[0])
+            end = float(self._seconds(self._frame_pts[-1:] + self._frame_durations[-1:])[0])
+        else:
+            begin = end = 0.0
+        duration = max(end - begin, 0.0)
+        return VideoMetadata(
+            num_frames=n,
+            fps=(n / duration) if duration > 0 else 0.0,
+            duration_seconds=duration,
+            begin_stream_seconds=begin,
+            extra={"backend": self._backend_name, "url": self._source.url},
+            **kw,
+        )
+
+    # -- public -------------------------------------------------------------
+
+    @property
+    def metadata(self) -> VideoMetadata:
+        """Stream metadata (``access_path`` says index or demux)."""
+        return self._metadata
+
+    @property
+    def access_path(self) -> str:
+        """``"index"`` (our MP4 index, exact ranges) or ``"demux"`` (PyAV fallback)."""
+        return self._metadata.access_path
+
+    @property
+    def backend(self) -> str:
+        """The decoder backend in use: ``cpu``, ``nvdec`` or ``videotoolbox``."""
+        return self._backend_name
+
+    @property
+    def index(self) -> SampleIndex | None:
+        """The MP4 sample index (None on the demux path)."""
+        return self._index
+
+    @property
+    def transfer_stats(self) -> TransferStats:
+        """Every request this reader made (index and samples)."""
+        return self._source.stats
+
+    @property
+    def url(self) -> str:
+        """The source URL with query string and credentials removed."""
+        return self._source.url
+
+    def __len__(self) -> int:
+        return self._metadata.num_frames
+
+    def plan(self, indices: Sequence[int]) -> Plan:
+        """The groups and byte ranges that ``get_frames_at(indices)`` would read."""
+        if self._index is None:
+            raise UnsupportedFormatError(f"{self.url}: the demux fallback has no byte-range plan")
+        return plan_frames(self._index, indices)
+
+    def get_frame_at(self, index: int) -> FrameBatch:
+        """One frame, as a batch of one."""
+        return self.get_frames_at([index])
+
+    def get_frames_at(self, indices: Sequence[int]) -> FrameBatch:
+        """Frames by index, in the order asked (duplicates allowed).
+
+        Raises:
+            IndexError: an index is outside ``[0, num_frames)``.
+            CorruptVideoError: a frame could not be decoded.
+        """
+        self._check_open()
+        frames = [int(i) for i in (indices.tolist() if hasattr(indices, "tolist") else indices)]
+        n = self._metadata.num_frames
+        for i in frames:
+            if not 0 <= i < n:
+                raise IndexError(f"{self.url}: frame index {i} is out of range for {n} frames")
+        if not frames:
+            return self._batch([], [])
+        if self._index is not None:
+            decoded = self._decode_index_path(plan_frames(self._index, frames))
+        else:
+            decoded = self._demux.decode_frames(frames)
+        return self._batch(frames, [decoded[i] for i in frames])
+
+    def get_frames_in_range(self, start: int = 0, stop: int | None = None, step: int = 1) -> FrameBatch:
+        """Frames ``start, start + step, ...`` below ``stop`` (default: the end)."""
+        n = self._metadata.num_frames
+        stop = n if stop is None else stop
+        if step <= 0:
+            raise ValueError(f"step must be positive, got {step}")
+        if not (0 <= start <= n and 0 <= stop <= n):
+            raise IndexError(f"{self.url}: range [{start}, {stop}) is outside [0, {n}]")
+        return self.get_frames_at(list(range(start, stop, step)))
+
+    def frame_indices_played_at(self, seconds: Sequence[float]) -> list[int]:
+        """The index of the frame on screen at each time (pts <= t < pts + duration)."""
+        secs = np.asarray(seconds, dtype=np.float64).reshape(-1)
+        starts = self._seconds(self._frame_pts)
+        ends = starts + self._seconds(self._frame_durations)
+        idx = np.searchsorted(starts, secs, side="right") - 1
+        out = []
+        for t, i in zip(secs.tolist(), idx.tolist()):
+            if i < 0 or t >= ends[-1] or not np.isfinite(t):
+                m = self._metadata
+                end = m.begin_stream_seconds + m.duration_seconds
+                raise IndexError(f"{self.url}: time {t} s is outside the video [{m.begin_stream_seconds}, {end})")
+            out.append(int(i))
+        return out
+
+    def get_frames_played_at(self, seconds: Sequence[float]) -> FrameBatch:
+        """The frame on screen at each time, in the order asked."""
+        return self.get_frames_at(self.frame_indices_played_at(seconds))
+
+    def close(self) -> None:
+        """Release the decoder and network resources. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for obj in (self._decoder, self._demux, self._source):
+            if obj is not None:
+                try:
+                    obj.close()
+                except Exception:  # closing must not mask the error that led here
+                    log.debug("error while closing %r", obj, exc_info=True)
+        self._decoder = None
+        self._demux = None
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        m = getattr(self, "_metadata", None)
+        if m is None:
+            return "VideoReader(<not open>)"
+        return (
+            f"VideoReader({self.url!r}, {m.codec} {m.width}x{m.height}, {m.num_frames} frames, "
+            f"path={m.access_path}, backend={self.backend})"
+        )
+
+    # -- internals ----------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise VideoLoaderError(f"{self.url}: the reader is closed")
+
+    def _batch(self, frames: list[int], tensors: list[torch.Tensor]) -> FrameBatch:
+        if tensors:
+            data = torch.stack(tensors)
+        else:
+            h, w = self._output_hw()
+            data = torch.empty((0, 3, h, w), dtype=torch.uint8)
+        if self.dimension_order == "NHWC":
+            data = data.permute(0, 2, 3, 1).contiguous()
+        sel = np.asarray(frames, dtype=np.int64)
+        pts = self._seconds(self._frame_pts[sel]) if len(sel) else np.zeros(0)
+        dur = self._seconds(self._frame_durations[sel]) if len(sel) else np.zeros(0)
+        return FrameBatch(data=data, pts_seconds=torch.from_numpy(pts), duration_seconds=torch.from_numpy(dur))
+
+    def _output_hw(self) -> tuple[int, int]:
+        out = self._decoder.output if self._decoder is not None else self._demux.output
+        m = self._metadata
+        if out.width is None and out.height is None:
+            return m.height, m.width
+        w = out.width or round(m.width * out.height / max(m.height, 1))
+        h = out.height or round(m.height * out.width / max(m.width, 1))
+        return h, w
+
+    def _fetch(self, groups: Sequence[DecodeGroup]) -> list[list[bytes]]:
+        """One batched, concurrent range call for several groups."""
+        ranges = [r for g in groups for r in g.ranges]
+        blobs = self._source.read_ranges(ranges)
+        out, k = [], 0
+        for g in groups:
+            out.append(blobs[k : k + len(g.ranges)])
+            k += len(g.ranges)
+        return out
+
+    def _decode_index_path(self, plan: Plan) -> dict[int, torch.Tensor]:
+        batches: list[list[DecodeGroup]] = [[]]
+        nbytes = 0
+        for g in plan.groups:
+            if batches[-1] and nbytes + g.nbytes > PIPELINE_BATCH_BYTES:
+                batches.append([])
+                nbytes = 0
+            batches[-1].append(g)
+            nbytes += g.nbytes
+        out: dict[int, torch.Tensor] = {}
+        if len(batches) == 1:
+            for g, blobs in zip(batches[0], self._fetch(batches[0])):
+                out.update(self._decode_group(g, blobs))
+            return out
+        # Overlap: the next batch downloads while this one decodes.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloader-fetch") as pool:
+            pending = pool.submit(self._fetch, batches[0])
+            for i, batch in enumerate(batches):
+                blobs_per_group = pending.result()
+                if i + 1 < len(batches):
+                    pending = pool.submit(self._fetch, batches[i + 1])
+                for g, blobs in zip(batch, blobs_per_group):
+                    out.update(self._decode_group(g, blobs))
+        return out
+
+    def _decode_group(self, group: DecodeGroup, blobs: list[bytes]) -> dict[int, torch.Tensor]:
+        index = self._index
+        starts = np.fromiter((r.start for r in group.ranges), dtype=np.int64, count=len(group.ranges))
+        views = [memoryview(b) for b in blobs]
+        packets = []
+        for s in range(group.first_sample, group.last_sample + 1):
+            off, size = int(index.offsets[s]), int(index.sizes[s])
+            k = int(np.searchsorted(starts, off, side="right")) - 1
+            rel = off - int(starts[k])
+            data = views[k][rel : rel + size]
+            if len(data) != size:
+                raise CorruptVideoError(f"{self.url}: sample {s} at [{off}, {off + size}) is not inside its fetched range")
+            packets.append(
+                Packet(
+                    data=bytes(data),
+                    pts=int(index.pts[s]),
+                    dts=int(index.dts[s]),
+                    duration=int(index.durations[s]),
+                    is_sync=bool(index.is_sync[s]),
+                )
+            )
+        wanted = {int(index.pts[index.frame_to_sample[f]]): f for f in group.frames}
+        got = self._decoder.decode_group(packets, wanted)
+        if self._metadata.pixel_format is None:
+            pix = getattr(self._decoder, "pixel_format", lambda: None)()
+            if pix:
+                self._metadata = dataclasses.replace(self._metadata, pixel_format=pix)
+        out = {}
+        for pts, f in wanted.items():
+            if pts not in got:
+                raise CorruptVideoError(
+                    f"{self.url}: the {self._backend_name} decoder produced no frame {f} (pts {pts}) "
+                    f"from samples {group.first_sample}..{group.last_sample}; the stream may be corrupt"
+                )
+            out[f] = got[pts]
+        return out

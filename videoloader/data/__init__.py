@@ -1,0 +1,33 @@
+"""Datasets, frame samplers and loaders for PyTorch training over video URLs.
+
+``VideoFrameDataset`` (map-style) and ``VideoFrameIterableDataset``
+(streaming, sharded by rank and worker) work with ``torch.utils.data.DataLoader``
+(any ``num_workers``, fork or spawn) and ``StatefulDataLoader``;
+``make_node_loader`` builds a thread-based ``torchdata.nodes`` pipeline instead.
+"""
+
+from ._collate import collate_skip_none
+from ._dataset import SampleError, VideoFrameDataset, VideoFrameIterableDataset
+from ._nodes import make_node_loader
+from ._samplers import AllFrames, FrameSampler, FrameWindow, RandomClip, RandomFrames, SamplingError, UniformClip
+from ._sources import ManifestError, SourceTable, VideoRecord, iter_manifest, read_manifest
+
+__all__ = [
+    "AllFrames",
+    "FrameSampler",
+    "FrameWindow",
+    "ManifestError",
+    "RandomClip",
+    "RandomFrames",
+    "SampleError",
+    "SamplingError",
+    "SourceTable",
+    "UniformClip",
+    "VideoFrameDataset",
+    "VideoFrameIterableDataset",
+    "VideoRecord",
+    "collate_skip_none",
+    "iter_manifest",
+    "make_node_loader",
+    "read_manifest",
+]

@@ -1,0 +1,505 @@
+"""VideoFrameDataset (map-style) and VideoFrameIterableDataset (streaming).
+
+Both hold configuration only and are picklable: readers are opened lazily in
+the process (and thread) that loads a sample, so one dataset object serves
+``num_workers=0``, forked and spawned DataLoader workers, and the thread
+pipeline of :func:`~videoloader.data.make_node_loader`.
+
+Reproducibility: the frames of item ``i`` in epoch ``e`` are drawn from
+``numpy.random.default_rng(SeedSequence([seed, e, i]))`` and nothing else, so
+they do not depend on worker count, worker id, prefetch order or start method.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from .._errors import VideoLoaderError
+from ._readers import ProcessState, process_state
+from ._samplers import FrameSampler, RandomClip
+from ._sources import SourceTable, VideoRecord, is_manifest_path, iter_sources
+
+__all__ = ["SampleError", "VideoFrameDataset", "VideoFrameIterableDataset"]
+
+log = logging.getLogger(__name__)
+
+OnError = Literal["raise", "skip", "record"]
+_ON_ERROR = ("raise", "skip", "record")
+_TRANSFER_KEYS = ("bytes_received", "bytes_requested", "num_requests", "num_retries")
+
+
+class SampleError(VideoLoaderError, RuntimeError):
+    """A sample failed with an exception that cannot be re-raised as its own
+    type; the message names the item and the URL, ``__cause__`` is the original."""
+
+
+def _check_int(name: str, value: Any, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _sample_exception(e: Exception, index: int, url: str) -> Exception:
+    """``e`` re-made with the item and redacted URL in front, same type where possible.
+
+    Keeping the type keeps ``except FileNotFoundError`` (a 404) working, also
+    after DataLoader re-raises a worker's exception in the main process.
+    """
+    msg = f"sample {index} ({url}): {type(e).__name__}: {e}"
+    try:
+        new = type(e)(msg)
+    except Exception:
+        new = None
+    if not isinstance(new, type(e)) or isinstance(e, KeyError):
+        new = SampleError(msg)
+    new.__cause__ = e
+    return new
+
+
+class _SampleLoader:
+    """Configuration and per-item loading shared by both dataset forms."""
+
+    def __init__(
+        self,
+        *,
+        sampler: FrameSampler,
+        seed: int,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None,
+        output_size: tuple[int, int] | None,
+        backend: str,
+        on_error: OnError,
+        storage_options: dict | None,
+        index_cache: str | os.PathLike | None,
+        num_threads: int | None,
+        max_open_readers: int,
+        max_concurrent_samples: int,
+        reader_options: dict | None,
+    ) -> None:
+        if not isinstance(sampler, FrameSampler):
+            raise TypeError(
+                f"sampler must be a FrameSampler (RandomFrames, RandomClip, UniformClip, AllFrames), got {sampler!r}"
+            )
+        if on_error not in _ON_ERROR:
+            raise ValueError(f"on_error must be one of {_ON_ERROR}, got {on_error!r}")
+        if output_size is not None:
+            if (
+                not isinstance(output_size, (tuple, list))
+                or len(output_size) != 2
+                or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in output_size)
+            ):
+                raise ValueError(f"output_size must be (height, width) with positive ints, got {output_size!r}")
+            output_size = (int(output_size[0]), int(output_size[1]))
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable, got {transform!r}")
+        if num_threads is not None:
+            _check_int("num_threads", num_threads, minimum=0)
+        reader_options = dict(reader_options or {})
+        clash = set(reader_options) & {"backend", "storage_options", "size", "width", "height", "index_cache", "stats", "num_threads"}
+        if clash:
+            raise ValueError(f"reader_options must not set {sorted(clash)}: they are dataset arguments")
+        self.sampler = sampler
+        self.seed = _check_int("seed", seed, minimum=0)
+        self.epoch = 0
+        self.transform = transform
+        self.output_size = output_size
+        self.backend = backend
+        self.on_error = on_error
+        self.storage_options = dict(storage_options) if storage_options else None
+        self.index_cache = os.fspath(index_cache) if index_cache is not None else None
+        self.num_threads = num_threads
+        self.max_open_readers = _check_int("max_open_readers", max_open_readers, minimum=0)
+        self.max_concurrent_samples = _check_int("max_concurrent_samples", max_concurrent_samples, minimum=1)
+        self.reader_options = reader_options
+
+    # -- epochs and process-local state ---------------------------------------
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw epoch ``epoch``'s frames. Call before iterating (with
+        ``persistent_workers=True`` the workers keep the epoch they started with)."""
+        self.epoch = _check_int("epoch", epoch, minimum=0)
+
+    def _state(self) -> ProcessState:
+        return process_state(self, "_proc", lambda: ProcessState(self.max_open_readers, self.max_concurrent_samples))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_proc", None)  # live readers and threads never travel
+        return state
+
+    @property
+    def transfer_stats(self) -> Any:
+        """Totals (``as_dict()``) of every request this process made for this dataset."""
+        return self._state().stats
+
+    @property
+    def num_skipped(self) -> int:
+        """Samples dropped by ``on_error="skip"`` in this process."""
+        return self._state().num_skipped
+
+    @property
+    def num_errors(self) -> int:
+        """Samples that failed in this process (any policy but ``raise``)."""
+        return self._state().num_errors
+
+    def close(self) -> None:
+        """Close this process's open readers and threads (they reopen lazily)."""
+        state = self.__dict__.get("_proc")
+        if state is not None and state.pid == os.getpid():
+            state.close()
+            del self.__dict__["_proc"]
+
+    # -- loading --------------------------------------------------------------
+
+    def _open_reader(self, url: str, state: ProcessState) -> Any:
+        from .._reader import VideoReader
+
+        threads = self.num_threads
+        if threads is None:
+            # Inside DataLoader workers or a thread pool the parallelism comes
+            # from the pool: one FFmpeg thread each. Alone: FFmpeg picks.
+            pooled = get_worker_info() is not None or threading.current_thread() is not threading.main_thread()
+            threads = 1 if pooled else 0
+        return VideoReader(
+            url,
+            backend=self.backend,
+            storage_options=self.storage_options,
+            size=self.output_size,
+            stats=state.stats,
+            index_cache=self.index_cache,
+            num_threads=threads,
+            **self.reader_options,
+        )
+
+    def load(self, index: int, record: VideoRecord, *, has_labels: bool) -> dict[str, Any] | None:
+        """The sample for item ``index`` (see :class:`VideoFrameDataset`), or None if skipped."""
+        from ..io import redact_url
+
+        state = self._state()
+        url = redact_url(record.url)
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, int(index)]))
+        reader = None
+        transfer = dict.fromkeys(_TRANSFER_KEYS, 0)
+        try:
+            reader, is_new = state.readers.acquire(record.url, lambda: self._open_reader(record.url, state))
+            before = None if is_new else reader.transfer_stats.snapshot()
+            indices = self.sampler(reader, rng, start_seconds=record.start_seconds, end_seconds=record.end_seconds)
+            # One call: every GOP this sample needs goes out as one concurrent range batch.
+            batch = reader.get_frames_at(indices)
+        except Exception as e:
+            if reader is not None:
+                stats = reader.transfer_stats
+                transfer = (stats if before is None else stats.since(before)).as_dict()
+                state.readers.discard(reader)
+            return self._failed(e, index, url, record, transfer, has_labels, state)
+        stats = reader.transfer_stats
+        transfer = (stats if before is None else stats.since(before)).as_dict()
+        state.readers.release(record.url, reader)
+        state.count()
+        frames = batch.data
+        if self.transform is not None:
+            frames = self.transform(frames)  # outside the error policy: a transform bug always raises
+        sample: dict[str, Any] = {
+            "frames": frames,
+            "frame_indices": torch.from_numpy(np.asarray(indices, dtype=np.int64)),
+            "pts_seconds": batch.pts_seconds,
+            "index": int(index),
+            "url": url,
+        }
+        if has_labels:
+            sample["label"] = record.label
+        sample["transfer"] = transfer
+        if self.on_error == "record":
+            sample["error"] = None
+        return sample
+
+    def _failed(
+        self,
+        e: Exception,
+        index: int,
+        url: str,
+        record: VideoRecord,
+        transfer: dict[str, int],
+        has_labels: bool,
+        state: ProcessState,
+    ) -> dict[str, Any] | None:
+        if self.on_error == "raise":
+            raise _sample_exception(e, index, url) from e
+        state.count(skipped=self.on_error == "skip", error=True)
+        message = f"{type(e).__name__}: {e}"
+        log.warning("sample %d (%s) failed (%s): %s", index, url, self.on_error, message)
+        if self.on_error == "skip":
+            return None
+        h, w = self.output_size or (0, 0)
+        sample: dict[str, Any] = {
+            "frames": torch.empty((0, 3, h, w), dtype=torch.uint8),
+            "frame_indices": torch.empty(0, dtype=torch.int64),
+            "pts_seconds": torch.empty(0, dtype=torch.float64),
+            "index": int(index),
+            "url": url,
+        }
+        if has_labels:
+            sample["label"] = record.label
+        sample["transfer"] = transfer
+        sample["error"] = message
+        return sample
+
+    def _config_repr(self) -> str:
+        return (
+            f"sampler={self.sampler!r}, seed={self.seed}, epoch={self.epoch}, output_size={self.output_size}, "
+            f"backend={self.backend!r}, on_error={self.on_error!r}"
+        )
+
+
+class VideoFrameDataset(_SampleLoader, Dataset):
+    """Frames sampled from a list of videos, one item per video (map-style).
+
+    ``dataset[i]`` opens (or reuses) a reader for record ``i``, lets the
+    sampler choose frame indices from the metadata, and decodes them in one
+    ``get_frames_at`` call. It returns a dict:
+
+    - ``frames``: uint8 tensor ``T x C x H x W`` (after ``transform``)
+    - ``frame_indices``: int64 ``T``, the frames decoded
+    - ``pts_seconds``: float64 ``T``, their presentation times
+    - ``index``: ``i``; ``url``: the redacted URL
+    - ``label``: the record's label (only when the sources have labels)
+    - ``transfer``: this sample's ``{"bytes_received", "bytes_requested",
+      "num_requests", "num_retries"}`` (a newly opened reader includes its index reads)
+    - ``error``: only with ``on_error="record"``: None, or the error message
+
+    Args:
+        sources: a list of URLs, of dicts (``url``, optional ``label``,
+            ``start``, ``end`` in seconds) or :class:`VideoRecord`, or the path
+            or URL of a manifest (``.csv``, ``.jsonl``, ``.parquet``).
+        sampler: which frames each item gets (default ``RandomClip(8)``).
+        seed: base seed; item ``i`` in epoch ``e`` uses ``SeedSequence([seed, e, i])``.
+        transform: called on the ``frames`` tensor; its own randomness is its own.
+        output_size: ``(height, width)``: every frame is scaled to exactly this
+            size by the decoder's scaler (aspect ratio not kept; crop in ``transform``).
+        backend: decoder backend (``"auto"``, ``"cpu"``, ``"nvdec"``, ``"videotoolbox"``).
+        on_error: ``"raise"`` (default): the exception names the item and the
+            redacted URL and keeps its type where possible, chained from the
+            cause. ``"skip"``: the item is None (use :func:`collate_skip_none`)
+            and counted. ``"record"``: the item has no frames and ``error`` set.
+        storage_options: fsspec options for the URLs (credentials...).
+        index_cache: a directory for the on-disk index cache, shared by workers.
+        num_threads: FFmpeg threads per reader; None: 1 in DataLoader workers, else 0 (FFmpeg picks).
+        max_open_readers: idle readers kept open per process (LRU, closed on
+            eviction) so items of the same video reuse its index.
+        max_concurrent_samples: items of one batch loaded concurrently per
+            process when DataLoader fetches a batch (``__getitems__``); 1: one by one.
+        reader_options: more ``VideoReader`` arguments (``track``, ``device``,
+            ``source_options``...).
+    """
+
+    def __init__(
+        self,
+        sources: Any,
+        sampler: FrameSampler | None = None,
+        *,
+        seed: int = 0,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        output_size: tuple[int, int] | None = None,
+        backend: str = "auto",
+        on_error: OnError = "raise",
+        storage_options: dict | None = None,
+        index_cache: str | os.PathLike | None = None,
+        num_threads: int | None = None,
+        max_open_readers: int = 4,
+        max_concurrent_samples: int = 4,
+        reader_options: dict | None = None,
+    ) -> None:
+        super().__init__(
+            sampler=RandomClip(8) if sampler is None else sampler,
+            seed=seed,
+            transform=transform,
+            output_size=output_size,
+            backend=backend,
+            on_error=on_error,
+            storage_options=storage_options,
+            index_cache=index_cache,
+            num_threads=num_threads,
+            max_open_readers=max_open_readers,
+            max_concurrent_samples=max_concurrent_samples,
+            reader_options=reader_options,
+        )
+        self.sources = SourceTable.from_sources(sources, storage_options=storage_options)
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def record(self, index: int) -> VideoRecord:
+        """The source record of item ``index``."""
+        return self.sources[index]
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"VideoFrameDataset indices are ints, got {index!r}")
+        n = len(self.sources)
+        if not 0 <= index < n:
+            raise IndexError(f"item {index} is out of range for {n} sources")
+        return self.load(int(index), self.sources[int(index)], has_labels=self.sources.has_labels)
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any] | None]:
+        """A batch's items, loaded concurrently (DataLoader calls this when batching).
+
+        Network waits of one item overlap with the decoding of others. The
+        result is in ``indices`` order and identical to ``[self[i] for i in indices]``.
+        """
+        indices = [int(i) for i in indices]
+        if self.max_concurrent_samples == 1 or len(indices) <= 1:
+            return [self[i] for i in indices]
+        futures = [self._state().executor().submit(self.__getitem__, i) for i in indices]
+        return [f.result() for f in futures]  # the first failure (in index order) raises
+
+    def state_dict(self) -> dict[str, Any]:
+        """The epoch (StatefulDataLoader saves it; the item order is the sampler's)."""
+        return {"epoch": self.epoch, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("seed", self.seed) != self.seed:
+            raise ValueError(f"state_dict was saved with seed {state['seed']}, this dataset has seed {self.seed}")
+        self.set_epoch(state["epoch"])
+
+    def __repr__(self) -> str:
+        return f"VideoFrameDataset({len(self)} sources, {self._config_repr()})"
+
+
+def _shard() -> tuple[int, int]:
+    """``(rank, world_size)`` from torch.distributed when it is initialised, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class VideoFrameIterableDataset(_SampleLoader, IterableDataset):
+    """Frames sampled from a stream of videos: for very large or unbounded source lists.
+
+    Items are numbered by their position ``i`` in the source stream. The
+    stream is split into ``world_size * num_workers`` shards, item ``i``
+    going to shard ``i % num_shards``: ranks and workers never overlap and
+    together cover every item. Each item's frames depend only on
+    ``(seed, epoch, i)``, as in :class:`VideoFrameDataset`, whose arguments
+    and sample dicts this class shares. Skipped items are not yielded.
+
+    Args:
+        sources: a manifest path or URL (streamed, never loaded whole), a
+            list of URLs/dicts/records, or any re-iterable of them (a one-shot
+            generator only works with ``num_workers=0`` or fork, for one epoch).
+        sampler: which frames each item gets (default ``RandomClip(8)``).
+        rank, world_size: this process's shard of the stream; default from
+            ``torch.distributed`` when initialised, else ``0, 1``.
+        **kwargs: as for :class:`VideoFrameDataset`.
+    """
+
+    def __init__(
+        self,
+        sources: Any,
+        sampler: FrameSampler | None = None,
+        *,
+        rank: int | None = None,
+        world_size: int | None = None,
+        seed: int = 0,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        output_size: tuple[int, int] | None = None,
+        backend: str = "auto",
+        on_error: OnError = "raise",
+        storage_options: dict | None = None,
+        index_cache: str | os.PathLike | None = None,
+        num_threads: int | None = None,
+        max_open_readers: int = 4,
+        max_concurrent_samples: int = 4,
+        reader_options: dict | None = None,
+    ) -> None:
+        super().__init__(
+            sampler=RandomClip(8) if sampler is None else sampler,
+            seed=seed,
+            transform=transform,
+            output_size=output_size,
+            backend=backend,
+            on_error=on_error,
+            storage_options=storage_options,
+            index_cache=index_cache,
+            num_threads=num_threads,
+            max_open_readers=max_open_readers,
+            max_concurrent_samples=max_concurrent_samples,
+            reader_options=reader_options,
+        )
+        if (rank is None) != (world_size is None):
+            raise ValueError(f"give both rank and world_size or neither, got rank={rank}, world_size={world_size}")
+        if world_size is not None:
+            _check_int("world_size", world_size, minimum=1)
+            if not 0 <= _check_int("rank", rank, minimum=0) < world_size:
+                raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        self.rank = rank
+        self.world_size = world_size
+        if is_manifest_path(sources) or isinstance(sources, (str, os.PathLike)):
+            self.sources = sources  # streamed lazily
+        elif isinstance(sources, Sequence):
+            self.sources = SourceTable.from_sources(sources)
+        else:
+            self.sources = sources
+        # Where to resume this shard (StatefulDataLoader): the next stream position to consider.
+        self._next_position = 0
+
+    def shard(self) -> tuple[int, int]:
+        """``(shard, num_shards)`` of the calling process/worker."""
+        rank, world = (self.rank, self.world_size) if self.world_size is not None else _shard()
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        return rank * nw + wid, world * nw
+
+    def has_labels(self) -> bool:
+        if isinstance(self.sources, SourceTable):
+            return self.sources.has_labels
+        return True  # streamed: a record without one gives label None
+
+    def items(self) -> Iterator[tuple[int, VideoRecord]]:
+        """This shard's ``(position, record)`` pairs, from the resume point on."""
+        shard, num_shards = self.shard()
+        start = self._next_position
+        if isinstance(self.sources, SourceTable):
+            first = start + (shard - start) % num_shards
+            for i in range(first, len(self.sources), num_shards):
+                yield i, self.sources[i]
+            return
+        for i, record in enumerate(iter_sources(self.sources, storage_options=self.storage_options)):
+            if i >= start and i % num_shards == shard:
+                yield i, record
+
+    def load_item(self, item: tuple[int, VideoRecord]) -> dict[str, Any] | None:
+        """Load one ``(position, record)`` from :meth:`items` (the thread pipeline's map function)."""
+        index, record = item
+        return self.load(index, record, has_labels=self.has_labels())
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        has_labels = self.has_labels()
+        for index, record in self.items():
+            sample = self.load(index, record, has_labels=has_labels)
+            self._next_position = index + 1
+            if sample is not None:
+                yield sample
+        self._next_position = 0  # the next epoch starts from the beginning
+
+    def state_dict(self) -> dict[str, Any]:
+        """Epoch and resume position of this shard (StatefulDataLoader keeps one per worker)."""
+        return {"epoch": self.epoch, "seed": self.seed, "next_position": self._next_position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("seed", self.seed) != self.seed:
+            raise ValueError(f"state_dict was saved with seed {state['seed']}, this dataset has seed {self.seed}")
+        self.set_epoch(state["epoch"])
+        self._next_position = _check_int("next_position", state["next_position"], minimum=0)
+
+    def __repr__(self) -> str:
+        return f"VideoFrameIterableDataset({type(self.sources).__name__} sources, {self._config_repr()})"
+

@@ -1,0 +1,149 @@
+"""Process-local state of a dataset: a pool of open readers, counters, threads.
+
+Datasets hold configuration only. Everything live (readers, their HTTP
+sessions, thread pools) is built lazily in the process that uses it, keyed
+by ``os.getpid()``. A forked DataLoader worker finds its parent's state under
+another pid: it builds its own and keeps a reference to the inherited one,
+never closing it or letting the garbage collector reap it (closing an
+inherited aiohttp session hangs the parent's next request).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ProcessState", "ReaderPool"]
+
+# States inherited across fork: referenced forever, never closed (see above).
+_INHERITED: list[Any] = []
+_STATE_LOCK = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # A lock held by another thread at fork time would stay held in the child.
+    global _STATE_LOCK
+    _STATE_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class ReaderPool:
+    """A small LRU of idle open readers, shared by the threads of one process.
+
+    A thread checks a reader out with :meth:`acquire` (so no two threads use
+    one reader at once) and gives it back with :meth:`release`; readers beyond
+    ``max_idle`` are closed, oldest first. A reader that failed is closed with
+    :meth:`discard` instead of being given back.
+
+    Args:
+        max_idle: idle readers kept open (0: close each reader after use).
+    """
+
+    def __init__(self, max_idle: int) -> None:
+        self.max_idle = max_idle
+        self._idle: list[tuple[str, Any]] = []  # (key, reader), most recently used last
+        self._lock = threading.Lock()
+        self.num_opened = 0
+
+    def acquire(self, key: str, open_reader: Callable[[], Any]) -> tuple[Any, bool]:
+        """An idle reader for ``key``, or a new one: ``(reader, is_new)``."""
+        with self._lock:
+            for j in range(len(self._idle) - 1, -1, -1):
+                if self._idle[j][0] == key:
+                    return self._idle.pop(j)[1], False
+        reader = open_reader()  # outside the lock: opening reads the index over the network
+        with self._lock:
+            self.num_opened += 1
+        return reader, True
+
+    def release(self, key: str, reader: Any) -> None:
+        """Give a healthy reader back; the oldest idle ones beyond ``max_idle`` are closed."""
+        with self._lock:
+            self._idle.append((key, reader))
+            excess = len(self._idle) - self.max_idle
+            evicted = self._idle[:excess] if excess > 0 else []
+            del self._idle[: max(excess, 0)]
+        for _, r in evicted:
+            _close(r)
+
+    def discard(self, reader: Any) -> None:
+        """Close a reader that failed (its state may be stale, e.g. the source changed)."""
+        _close(reader)
+
+    def __len__(self) -> int:
+        return len(self._idle)
+
+    def close(self) -> None:
+        """Close every idle reader."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for _, r in idle:
+            _close(r)
+
+
+def _close(reader: Any) -> None:
+    try:
+        reader.close()
+    except Exception:  # closing must never mask the sample's own outcome
+        log.debug("error closing %r", reader, exc_info=True)
+
+
+class ProcessState:
+    """What one process holds for one dataset: readers, transfer totals, counters."""
+
+    def __init__(self, max_open_readers: int, max_concurrent_samples: int) -> None:
+        from ..io import TransferStats
+
+        self.pid = os.getpid()
+        self.readers = ReaderPool(max_open_readers)
+        # Totals only: per-sample records stay with each reader.
+        self.stats = TransferStats(max_records=0)
+        self.num_samples = 0
+        self.num_skipped = 0
+        self.num_errors = 0
+        self.lock = threading.Lock()
+        self._max_threads = max_concurrent_samples
+        self._executor: ThreadPoolExecutor | None = None
+
+    def executor(self) -> ThreadPoolExecutor:
+        """Threads that load the samples of one batch concurrently (decoding releases the GIL)."""
+        with self.lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self._max_threads, thread_name_prefix="videoloader-sample")
+            return self._executor
+
+    def count(self, *, skipped: bool = False, error: bool = False) -> None:
+        with self.lock:
+            self.num_samples += 1
+            self.num_skipped += skipped
+            self.num_errors += error
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        self.readers.close()
+
+
+def process_state(owner: Any, attr: str, factory: Callable[[], ProcessState]) -> ProcessState:
+    """``owner.<attr>`` for this process, rebuilt (and the old one kept, unclosed) after fork."""
+    state = owner.__dict__.get(attr)
+    if state is not None and state.pid == os.getpid():
+        return state
+    with _STATE_LOCK:
+        state = owner.__dict__.get(attr)
+        if state is not None and state.pid == os.getpid():
+            return state
+        if state is not None:
+            _INHERITED.append(state)  # inherited across fork: keep alive, never close
+        state = factory()
+        owner.__dict__[attr] = state
+        return state

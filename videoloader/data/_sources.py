@@ -1,0 +1,286 @@
+"""Source lists: URLs, records and manifest files (CSV, JSONL, Parquet).
+
+A record is a URL with an optional ``label`` and an optional window
+``start``/``end`` in seconds (presentation time). Map-style datasets keep the
+records in :class:`SourceTable`: a few numpy arrays instead of one Python
+object per record, so DataLoader workers forked from a parent holding
+millions of records do not copy them page by page as reference counts change.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._errors import VideoLoaderError
+
+__all__ = ["ManifestError", "SourceTable", "VideoRecord", "iter_sources", "read_manifest"]
+
+MANIFEST_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".parquet", ".pq")
+_START_KEYS = ("start", "start_seconds")
+_END_KEYS = ("end", "end_seconds")
+
+
+class ManifestError(VideoLoaderError, ValueError):
+    """A source list or manifest file is malformed (no ``url``, bad window)."""
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One source: a URL, an optional label and an optional time window."""
+
+    url: str
+    """Where the video is (any fsspec URL or local path); may carry credentials."""
+    label: Any = None
+    """Anything collatable (int class id, str, float...), or None."""
+    start_seconds: float | None = None
+    """Sample only from frames on screen at or after this time."""
+    end_seconds: float | None = None
+    """Sample only from frames on screen before this time."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.url, str) or not self.url:
+            raise ManifestError(f"a record needs a non-empty string url, got {self.url!r}")
+        for name in ("start_seconds", "end_seconds"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v)):
+                raise ManifestError(f"{name} must be a finite number of seconds or None, got {v!r}")
+        if self.start_seconds is not None and self.end_seconds is not None and self.end_seconds <= self.start_seconds:
+            raise ManifestError(f"end ({self.end_seconds}) must be > start ({self.start_seconds}) for {self.url}")
+
+    def __repr__(self) -> str:  # never print credentials
+        from ..io import redact_url
+
+        return (
+            f"VideoRecord({redact_url(self.url)!r}, label={self.label!r}, "
+            f"start_seconds={self.start_seconds}, end_seconds={self.end_seconds})"
+        )
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    f = float(value)
+    return None if math.isnan(f) else f
+
+
+def _pick(d: dict, keys: Sequence[str]) -> Any:
+    for k in keys:
+        if k in d:
+            return d[k]
+    return None
+
+
+def to_record(item: Any, position: int | None = None) -> VideoRecord:
+    """A :class:`VideoRecord` from a URL string, a Path, a dict or a record."""
+    if isinstance(item, VideoRecord):
+        return item
+    if isinstance(item, (str, os.PathLike)):
+        return VideoRecord(os.fspath(item))
+    if isinstance(item, dict):
+        if "url" not in item:
+            where = f"record {position}" if position is not None else "a record"
+            raise ManifestError(f"{where} has no 'url' key (keys: {sorted(item)})")
+        try:
+            return VideoRecord(
+                os.fspath(item["url"]),
+                label=item.get("label"),
+                start_seconds=_seconds(_pick(item, _START_KEYS)),
+                end_seconds=_seconds(_pick(item, _END_KEYS)),
+            )
+        except (TypeError, ValueError) as e:
+            raise ManifestError(f"record {position}: {e}") from e
+    raise ManifestError(f"a source must be a URL string or a dict with 'url', got {type(item).__name__}")
+
+
+def is_manifest_path(sources: Any) -> bool:
+    """True when ``sources`` names a manifest file by its suffix."""
+    if not isinstance(sources, (str, os.PathLike)):
+        return False
+    name = os.fspath(sources).split("?", 1)[0].lower()
+    return name.endswith(MANIFEST_SUFFIXES)
+
+
+def _csv_label(text: str) -> Any:
+    if text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def iter_manifest(path: str | os.PathLike, *, storage_options: dict | None = None) -> Iterator[VideoRecord]:
+    """Stream the records of a manifest file (local path or fsspec URL).
+
+    CSV: a header row with ``url`` and optionally ``label`` (int when it parses
+    as one, else str), ``start``, ``end``. JSONL: one object per line with the
+    same keys. Parquet (needs pyarrow): columns with the same names.
+
+    Raises:
+        ManifestError: no ``url`` column/key, or a malformed row.
+    """
+    import fsspec
+
+    path = os.fspath(path)
+    lower = path.split("?", 1)[0].lower()
+    with fsspec.open(path, "rb", **(storage_options or {})) as f:
+        if lower.endswith((".parquet", ".pq")):
+            yield from _iter_parquet(f, path)
+            return
+        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+        if lower.endswith(".csv"):
+            reader = csv.DictReader(text)
+            if not reader.fieldnames or "url" not in reader.fieldnames:
+                raise ManifestError(f"{path}: a CSV manifest needs a header row with a 'url' column, got {reader.fieldnames}")
+            for n, row in enumerate(reader):
+                if "label" in row:
+                    row["label"] = _csv_label(row["label"] or "")
+                yield to_record(row, n)
+        elif lower.endswith((".jsonl", ".ndjson")):
+            for n, line in enumerate(text):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ManifestError(f"{path}: line {n + 1} is not JSON: {e}") from e
+                yield to_record(obj if isinstance(obj, dict) else {"url": obj}, n)
+        else:
+            raise ManifestError(f"{path}: unknown manifest type; use one of {MANIFEST_SUFFIXES}")
+
+
+def _iter_parquet(f: Any, path: str) -> Iterator[VideoRecord]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise ManifestError(f"{path}: reading Parquet manifests needs pyarrow: pip install pyarrow") from e
+    pf = pq.ParquetFile(f)
+    names = pf.schema_arrow.names
+    if "url" not in names:
+        raise ManifestError(f"{path}: a Parquet manifest needs a 'url' column, got {names}")
+    wanted = [c for c in ("url", "label", *_START_KEYS, *_END_KEYS) if c in names]
+    n = 0
+    for batch in pf.iter_batches(columns=wanted):
+        for row in batch.to_pylist():
+            yield to_record(row, n)
+            n += 1
+
+
+def read_manifest(path: str | os.PathLike, *, storage_options: dict | None = None) -> "SourceTable":
+    """Read a whole manifest file into a :class:`SourceTable`."""
+    return SourceTable.from_records(iter_manifest(path, storage_options=storage_options))
+
+
+def iter_sources(sources: Any, *, storage_options: dict | None = None) -> Iterator[VideoRecord]:
+    """Records from a manifest path, a SourceTable, or an iterable of URLs/dicts (lazily)."""
+    if is_manifest_path(sources):
+        yield from iter_manifest(sources, storage_options=storage_options)
+        return
+    if isinstance(sources, (str, os.PathLike)):
+        yield to_record(sources, 0)  # a single URL
+        return
+    for n, item in enumerate(sources):
+        yield to_record(item, n)
+
+
+class _Strings:
+    """Many strings in one UTF-8 buffer plus offsets (no per-string objects)."""
+
+    def __init__(self, values: Sequence[str]) -> None:
+        encoded = [v.encode("utf-8") for v in values]
+        self._offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in encoded], out=self._offsets[1:])
+        self._data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        return self._data[self._offsets[i] : self._offsets[i + 1]].tobytes().decode("utf-8")
+
+
+def _label_column(labels: list[Any]) -> Any:
+    if all(v is None for v in labels):
+        return None
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in labels):
+        return np.asarray(labels, dtype=np.int64)
+    if all(isinstance(v, str) for v in labels):
+        return _Strings(labels)
+    if all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in labels):
+        return np.asarray(labels, dtype=np.float64)
+    return list(labels)
+
+
+class SourceTable(Sequence[VideoRecord]):
+    """An immutable, compact list of :class:`VideoRecord` (picklable)."""
+
+    def __init__(self, urls: Sequence[str], labels: Sequence[Any] | None, starts: np.ndarray, ends: np.ndarray) -> None:
+        self._urls = _Strings(urls)
+        self._labels = _label_column(list(labels)) if labels is not None else None
+        self._starts = np.asarray(starts, dtype=np.float64)
+        self._ends = np.asarray(ends, dtype=np.float64)
+        if not (len(self._urls) == len(self._starts) == len(self._ends)):
+            raise ManifestError("SourceTable columns differ in length")
+
+    @classmethod
+    def from_records(cls, records: Iterable[VideoRecord]) -> "SourceTable":
+        urls, labels, starts, ends = [], [], [], []
+        for r in records:
+            urls.append(r.url)
+            labels.append(r.label)
+            starts.append(math.nan if r.start_seconds is None else r.start_seconds)
+            ends.append(math.nan if r.end_seconds is None else r.end_seconds)
+        return cls(urls, labels, np.asarray(starts, dtype=np.float64), np.asarray(ends, dtype=np.float64))
+
+    @classmethod
+    def from_sources(cls, sources: Any, *, storage_options: dict | None = None) -> "SourceTable":
+        """From a manifest path, a list of URLs/dicts/records, or a SourceTable."""
+        if isinstance(sources, SourceTable):
+            return sources
+        if sources is None:
+            raise ManifestError("sources is None; give a list of URLs or records, or a manifest path")
+        return cls.from_records(iter_sources(sources, storage_options=storage_options))
+
+    @property
+    def has_labels(self) -> bool:
+        """True when at least one record has a label."""
+        return self._labels is not None
+
+    def __len__(self) -> int:
+        return len(self._urls)
+
+    def url(self, i: int) -> str:
+        return self._urls[i]
+
+    def __getitem__(self, i: int) -> VideoRecord:  # type: ignore[override]
+        if isinstance(i, slice):
+            raise TypeError("SourceTable does not slice; index one record at a time")
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"record {i} is out of range for {n} records")
+        i = int(i) % n
+        label = None
+        if self._labels is not None:
+            label = self._labels[i]
+            if isinstance(label, np.generic):
+                label = label.item()
+        s, e = float(self._starts[i]), float(self._ends[i])
+        return VideoRecord(
+            self._urls[i],
+            label=label,
+            start_seconds=None if math.isnan(s) else s,
+            end_seconds=None if math.isnan(e) else e,
+        )
+
+    def __repr__(self) -> str:
+        return f"SourceTable({len(self)} records, labels={'yes' if self.has_labels else 'no'})"

@@ -1,0 +1,223 @@
+"""YUV -> RGB uint8 in plain torch, on whatever device the planes live.
+
+NVDEC gives NV12 (8-bit) or P016/P010 (10-bit in the high bits of 16-bit
+words) surfaces on the GPU; converting there keeps the frame off the PCIe bus.
+The same code runs on CPU tensors, which is how the tests check it against
+FFmpeg's swscale.
+
+Maths (ITU-R BT.601/709/2020, limited or full range), for bit depth ``n``::
+
+    limited: Y' = (Y - 16*2^(n-8)) / (219*2^(n-8)),  C' = (C - 2^(n-1)) / (224*2^(n-8))
+    full:    Y' = Y / (2^n - 1),                     C' = (C - 2^(n-1)) / (2^n - 1)
+    R = Y' + 2(1-Kr) Cr'
+    B = Y' + 2(1-Kb) Cb'
+    G = (Y' - Kr R - Kb B) / Kg
+
+e.g. 8-bit limited BT.601 (Y, Cb, Cr) = (235, 128, 128) -> (255, 255, 255).
+
+Chroma is upsampled by sample repetition ("nearest"), which is what swscale's
+unscaled YUV->RGB path does at the same size; "bilinear" (centre-sited) is
+available for callers that prefer smoothness to FFmpeg parity.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["MATRICES", "nv12_to_rgb", "p010_to_rgb", "resize_rgb", "yuv420_to_rgb", "yuv420p_to_rgb"]
+
+# (Kr, Kb) per matrix.
+MATRICES: dict[str, tuple[float, float]] = {
+    "bt601": (0.299, 0.114),
+    "bt709": (0.2126, 0.0722),
+    "bt2020": (0.2627, 0.0593),
+    "smpte240m": (0.212, 0.087),
+    "fcc": (0.30, 0.11),
+}
+
+ChromaMode = Literal["nearest", "bilinear"]
+
+
+def _check(matrix: str, bit_depth: int, chroma: str) -> None:
+    if matrix not in MATRICES:
+        raise ValueError(f"matrix must be one of {sorted(MATRICES)}, got {matrix!r}")
+    if bit_depth not in (8, 10, 12, 16):
+        raise ValueError(f"bit_depth must be 8, 10, 12 or 16, got {bit_depth!r}")
+    if chroma not in ("nearest", "bilinear"):
+        raise ValueError(f"chroma must be 'nearest' or 'bilinear', got {chroma!r}")
+
+
+def _as_int32(plane: torch.Tensor) -> torch.Tensor:
+    """Integer samples as int32 (uint16 planes arrive as int16/uint16 from DLPack)."""
+    if plane.dtype == torch.uint8:
+        return plane.to(torch.int32)
+    if plane.dtype == torch.int16:
+        return plane.to(torch.int32) & 0xFFFF
+    if plane.dtype == torch.uint16:
+        return plane.view(torch.int16).to(torch.int32) & 0xFFFF
+    if plane.dtype == torch.int32:
+        return plane
+    raise ValueError(f"expected an integer plane (uint8/uint16/int16/int32), got {plane.dtype}")
+
+
+def _upsample_chroma(c: torch.Tensor, height: int, width: int, chroma: ChromaMode) -> torch.Tensor:
+    """``2 x ceil(H/2) x ceil(W/2)`` float chroma -> ``2 x H x W``."""
+    if chroma == "nearest":
+        c = c.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+        return c[:, :height, :width]
+    # Centre-sited bilinear, edges clamped (align_corners=False).
+    return F.interpolate(c[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+
+
+def resize_rgb(rgb: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of float ``3 x H x W`` (or ``N x 3 x H x W``) in [0, 255],
+    antialiased when either side shrinks."""
+    squeeze = rgb.ndim == 3
+    x = rgb[None] if squeeze else rgb
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    if (h, w) == tuple(size):
+        return rgb
+    antialias = size[0] < h or size[1] < w
+    x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=antialias)
+    return x[0] if squeeze else x
+
+
+def yuv420_to_rgb(
+    y: torch.Tensor,
+    uv: torch.Tensor,
+    *,
+    matrix: str = "bt601",
+    full_range: bool = False,
+    bit_depth: int = 8,
+    size: tuple[int, int] | None = None,
+    chroma: ChromaMode = "nearest",
+) -> torch.Tensor:
+    """Convert one 4:2:0 frame to RGB.
+
+    Args:
+        y: ``H x W`` integer luma samples (values in ``[0, 2^bit_depth)``).
+        uv: ``2 x ceil(H/2) x ceil(W/2)`` integer chroma samples (Cb, Cr).
+        matrix: ``bt601``, ``bt709``, ``bt2020``, ``smpte240m`` or ``fcc``.
+        full_range: full ("JPEG") range instead of limited ("MPEG") range.
+        bit_depth: bits per sample of ``y``/``uv`` values.
+        size: ``(height, width)`` to resize to (bilinear, antialiased when
+            shrinking), or None for the coded size.
+        chroma: chroma upsampling, ``nearest`` (swscale parity) or ``bilinear``.
+
+    Returns:
+        ``3 x H x W`` uint8 RGB tensor on the input's device.
+    """
+    _check(matrix, bit_depth, chroma)
+    if y.ndim != 2 or uv.ndim != 3 or uv.shape[0] != 2:
+        raise ValueError(f"expected y H x W and uv 2 x H/2 x W/2, got {tuple(y.shape)} and {tuple(uv.shape)}")
+    height, width = int(y.shape[0]), int(y.shape[1])
+    if uv.shape[1] != (height + 1) // 2 or uv.shape[2] != (width + 1) // 2:
+        raise ValueError(f"chroma planes {tuple(uv.shape[1:])} do not match luma {height}x{width} for 4:2:0")
+    kr, kb = MATRICES[matrix]
+    kg = 1.0 - kr - kb
+    scale = float(1 << (bit_depth - 8))
+    mid = float(1 << (bit_depth - 1))
+    if full_range:
+        maxv = float((1 << bit_depth) - 1)
+        y_off, y_mul, c_mul = 0.0, 1.0 / maxv, 1.0 / maxv
+    else:
+        y_off, y_mul, c_mul = 16.0 * scale, 1.0 / (219.0 * scale), 1.0 / (224.0 * scale)
+    yf = (_as_int32(y).to(torch.float32) - y_off) * y_mul
+    cf = (_as_int32(uv).to(torch.float32) - mid) * c_mul
+    cf = _upsample_chroma(cf, height, width, chroma)
+    cb, cr = cf[0], cf[1]
+    r = yf + (2.0 * (1.0 - kr)) * cr
+    b = yf + (2.0 * (1.0 - kb)) * cb
+    g = yf - (2.0 * kr * (1.0 - kr) / kg) * cr - (2.0 * kb * (1.0 - kb) / kg) * cb
+    rgb = torch.stack((r, g, b)) * 255.0
+    if size is not None and tuple(size) != (height, width):
+        rgb = resize_rgb(rgb.clamp_(0.0, 255.0), size)
+    return rgb.round_().clamp_(0.0, 255.0).to(torch.uint8)
+
+
+def _split_semiplanar(frame: torch.Tensor, height: int | None, width: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(H + ceil(H/2)) x W`` semi-planar surface -> (luma, 2 x H/2 x W/2 chroma)."""
+    if frame.ndim != 2:
+        raise ValueError(f"expected a 2-D semi-planar surface (rows x width), got shape {tuple(frame.shape)}")
+    rows, pitch = int(frame.shape[0]), int(frame.shape[1])
+    if height is None:
+        height = rows * 2 // 3
+    if width is None:
+        width = pitch
+    ch, cw = (height + 1) // 2, (width + 1) // 2
+    if rows < height + ch or pitch < 2 * cw:
+        raise ValueError(f"surface of {rows}x{pitch} is too small for a {width}x{height} 4:2:0 frame")
+    # Chroma starts after the luma rows of the *surface*, which may be taller
+    # than the picture (decoders pad to their alignment): rows = Hs + ceil(Hs/2).
+    chroma_start = (2 * rows) // 3
+    if chroma_start < height or rows - chroma_start < ch:
+        raise ValueError(f"surface of {rows} rows cannot hold a {height}-row 4:2:0 picture")
+    luma = frame[:height, :width]
+    uv = frame[chroma_start : chroma_start + ch, : 2 * cw].reshape(ch, cw, 2).permute(2, 0, 1)
+    return luma, uv
+
+
+def nv12_to_rgb(
+    frame: torch.Tensor,
+    *,
+    height: int | None = None,
+    width: int | None = None,
+    matrix: str = "bt601",
+    full_range: bool = False,
+    size: tuple[int, int] | None = None,
+    chroma: ChromaMode = "nearest",
+) -> torch.Tensor:
+    """NV12 surface (``H*3/2 x W`` uint8, as NVDEC/DLPack gives it) -> ``3 x H x W`` RGB uint8.
+
+    ``height``/``width`` crop a padded surface to the picture (defaults: from the shape).
+    """
+    y, uv = _split_semiplanar(frame, height, width)
+    return yuv420_to_rgb(y, uv, matrix=matrix, full_range=full_range, bit_depth=8, size=size, chroma=chroma)
+
+
+def p010_to_rgb(
+    frame: torch.Tensor,
+    *,
+    height: int | None = None,
+    width: int | None = None,
+    bit_depth: int = 10,
+    matrix: str = "bt709",
+    full_range: bool = False,
+    size: tuple[int, int] | None = None,
+    chroma: ChromaMode = "nearest",
+) -> torch.Tensor:
+    """P010/P016 surface -> ``3 x H x W`` RGB uint8.
+
+    ``frame`` is ``H*3/2 x W`` 16-bit words (uint16 or int16), or the same
+    bytes as ``H*3/2 x 2W`` uint8 (little-endian); the ``bit_depth``
+    significant bits sit at the top of each word (P010: ``value << 6``).
+    """
+    if frame.dtype == torch.uint8:
+        if frame.shape[-1] % 2:
+            raise ValueError(f"a uint8 view of P010 needs an even row length, got {tuple(frame.shape)}")
+        frame = frame.contiguous().view(torch.int16)
+    words = _as_int32(frame)
+    y, uv = _split_semiplanar(words, height, width)
+    shift = 16 - bit_depth
+    return yuv420_to_rgb(
+        y >> shift, uv >> shift, matrix=matrix, full_range=full_range, bit_depth=bit_depth, size=size, chroma=chroma
+    )
+
+
+def yuv420p_to_rgb(
+    y: torch.Tensor,
+    u: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    bit_depth: int = 8,
+    matrix: str = "bt601",
+    full_range: bool = False,
+    size: tuple[int, int] | None = None,
+    chroma: ChromaMode = "nearest",
+) -> torch.Tensor:
+    """Planar 4:2:0 (``yuv420p``/``yuv420p10le`` values, not shifted) -> ``3 x H x W`` RGB uint8."""
+    uv = torch.stack((u, v))
+    return yuv420_to_rgb(y, uv, matrix=matrix, full_range=full_range, bit_depth=bit_depth, size=size, chroma=chroma)

@@ -1,0 +1,118 @@
+"""CPU backend: FFmpeg (through PyAV) fed the packets our index produced."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import torch
+
+from .._errors import CorruptVideoError, UnsupportedFormatError
+from ._base import DecodedFrame, DecoderBackend, OutputSpec, Packet, StreamConfig
+
+__all__ = ["PyAVDecoder", "ffmpeg_decoder_name", "frame_to_tensor"]
+
+# FFmpeg's native "av1" decoder needs a hardware accelerator; dav1d is the CPU one.
+_DECODER_NAMES = {"av1": "libdav1d"}
+
+
+def ffmpeg_decoder_name(codec: str) -> str:
+    """The FFmpeg decoder to use on the CPU for a codec family name."""
+    return _DECODER_NAMES.get(codec, codec)
+
+
+def frame_to_tensor(frame: av.VideoFrame, output: OutputSpec) -> torch.Tensor:
+    """Colour-convert (and scale) one frame inside swscale: ``3 x H x W`` uint8."""
+    if output.width is None and output.height is None:
+        rgb = frame.to_ndarray(format="rgb24")
+    else:
+        w = output.width or round(frame.width * output.height / frame.height)
+        h = output.height or round(frame.height * output.width / frame.width)
+        rgb = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="BILINEAR")
+    # A CHW view of the HWC array; torch.stack in the reader makes it contiguous.
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+
+
+class PyAVDecoder(DecoderBackend):
+    """FFmpeg software decoding with FFmpeg's own threading.
+
+    Args:
+        config: codec, extradata and size from the index.
+        output: output size for the colour conversion.
+        thread_count: FFmpeg decoder threads; 0 lets FFmpeg pick (one per core).
+        thread_type: ``"AUTO"`` (frame + slice), ``"SLICE"``, ``"FRAME"`` or ``"NONE"``.
+    """
+
+    name = "cpu"
+
+    def __init__(
+        self,
+        config: StreamConfig,
+        *,
+        output: OutputSpec = OutputSpec(),
+        thread_count: int = 0,
+        thread_type: str = "AUTO",
+    ) -> None:
+        super().__init__(config, output=output)
+        self._time_base = Fraction(1, config.timescale)
+        self._thread_count = thread_count
+        self._thread_type = thread_type
+        self._ctx: av.CodecContext | None = None
+        self._dirty = False
+
+    def _context(self) -> av.CodecContext:
+        if self._ctx is None:
+            name = ffmpeg_decoder_name(self.config.codec)
+            try:
+                ctx = av.CodecContext.create(name, "r")
+            except (av.FFmpegError, ValueError) as e:
+                raise UnsupportedFormatError(
+                    f"FFmpeg in this PyAV build has no decoder {name!r} for codec {self.config.codec!r}"
+                ) from e
+            if self.config.extradata:
+                ctx.extradata = self.config.extradata
+            ctx.thread_count = self._thread_count
+            ctx.thread_type = self._thread_type
+            self._ctx = ctx
+        return self._ctx
+
+    def _frames(self, packet: av.Packet | None) -> list[DecodedFrame]:
+        ctx = self._context()
+        try:
+            frames = ctx.decode(packet)
+        except av.FFmpegError as e:
+            where = "while draining" if packet is None else f"at packet pts={packet.pts}"
+            raise CorruptVideoError(f"{self.config.codec} decoder failed {where}: {e}") from e
+        return [DecodedFrame(pts=int(f.pts) if f.pts is not None else -(2**62), handle=f) for f in frames]
+
+    def send(self, packet: Packet) -> list[DecodedFrame]:
+        p = av.Packet(packet.data)
+        p.pts = packet.pts
+        p.dts = packet.dts
+        p.time_base = self._time_base
+        if packet.is_sync:
+            p.is_keyframe = True
+        self._dirty = True
+        return self._frames(p)
+
+    def flush(self) -> list[DecodedFrame]:
+        if not self._dirty:
+            return []
+        frames = self._frames(None)
+        # After draining, FFmpeg's decoder sits at EOF until its buffers are flushed.
+        self._ctx.flush_buffers()
+        self._dirty = False
+        return frames
+
+    def convert(self, frame: DecodedFrame) -> torch.Tensor:
+        return frame_to_tensor(frame.handle, self.output)
+
+    def pixel_format(self) -> str | None:
+        """Pixel format of the decoded frames, known after the first decode."""
+        ctx = self._ctx
+        fmt = getattr(ctx, "pix_fmt", None) if ctx is not None else None
+        return str(fmt) if fmt else None
+
+    def close(self) -> None:
+        self._ctx = None

@@ -1,0 +1,27 @@
+"""Tracked byte-range I/O over any fsspec filesystem.
+
+``RangeSource`` reads batches of byte ranges (coalesced, concurrent, retried,
+checked) and records every request as a ``TransferRecord`` in a thread-safe
+``TransferStats``. ``redact_url`` makes URLs safe to log. This package never
+imports torch or av.
+"""
+
+from __future__ import annotations
+
+from ._coalesce import COALESCE_GAP_BYTES
+from ._file import RangeFile
+from ._redact import redact_url
+from ._retry import RetryPolicy
+from ._source import READ_AHEAD_BYTES, RangeSource
+from ._stats import TransferRecord, TransferStats
+
+__all__ = [
+    "COALESCE_GAP_BYTES",
+    "READ_AHEAD_BYTES",
+    "RangeFile",
+    "RangeSource",
+    "RetryPolicy",
+    "TransferRecord",
+    "TransferStats",
+    "redact_url",
+]

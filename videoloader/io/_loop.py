@@ -1,0 +1,184 @@
+"""The per-process event loop thread and the per-process aiohttp sessions.
+
+Fork safety, in one place:
+
+* Coroutines run on fsspec's IO loop (``fsspec.asyn.get_loop()``), a daemon
+  thread that fsspec re-creates in a forked child (``os.register_at_fork``).
+* aiohttp sessions live in a registry keyed by client options, one per process
+  id. A forked child finds the parent's sessions, moves them to
+  ``_INHERITED`` (kept referenced, never closed: closing or garbage-collecting
+  an inherited session from the child hung the parent's next request) and
+  builds its own.
+* Sessions are reference-counted by the open ``RangeSource`` objects using
+  them: the last ``close()`` closes the session and its sockets, and an
+  ``atexit`` hook closes whatever is left, so neither ``close()`` nor
+  interpreter exit leaves a socket open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["SessionRegistry", "get_loop", "in_loop_thread", "run_sync", "sessions"]
+
+T = TypeVar("T")
+
+# Per-request cap on the connection pool of one session (the per-source
+# max_concurrency is the tighter limit in practice).
+_CONNECTION_LIMIT = 128
+# Idle keep-alive connections are closed after this long (aiohttp's default is 15 s).
+_KEEPALIVE_SECONDS = 15.0
+# How long close()/atexit wait for a session to shut down.
+_CLOSE_TIMEOUT_SECONDS = 5.0
+
+
+def get_loop() -> asyncio.AbstractEventLoop:
+    """This process's IO loop (fsspec's; started on first use in each process)."""
+    import fsspec.asyn
+
+    return fsspec.asyn.get_loop()
+
+
+def in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    """True if the calling thread is the one running ``loop``."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def run_sync(coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop | None = None, timeout: float | None = None) -> T:
+    """Run ``coro`` on the IO loop and wait for it from a normal thread.
+
+    An interrupt (KeyboardInterrupt, timeout) while waiting cancels the coroutine
+    so nothing keeps running behind the caller's back.
+    """
+    loop = loop or get_loop()
+    if in_loop_thread(loop):
+        coro.close()
+        raise RuntimeError("videoloader.io: a blocking read was called from inside its own IO event loop")
+    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    try:
+        return future.result(timeout)
+    except BaseException:
+        future.cancel()
+        raise
+
+
+class _Entry:
+    __slots__ = ("refs", "session")
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.refs = 0
+
+
+class SessionRegistry:
+    """aiohttp ``ClientSession`` objects of this process, shared and reference-counted."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._entries: dict[str, _Entry] = {}
+        self._inherited: list[Any] = []
+
+    def _check_fork(self) -> None:
+        # Called with no lock held: after fork the child is single-threaded, and the
+        # parent's lock may have been copied in the locked state.
+        if self._pid != os.getpid():
+            self._lock = threading.Lock()
+            self._inherited.extend(entry.session for entry in self._entries.values())
+            self._entries = {}
+            self._pid = os.getpid()
+
+    def acquire(self, key: str, client_kwargs: dict[str, Any] | None = None) -> Any:
+        """The session for ``key`` (created on first use), with one more reference."""
+        self._check_fork()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and not entry.session.closed:
+                entry.refs += 1
+                return entry.session
+        # Create outside the lock: the loop thread may need the lock (a finalizer
+        # calling release()) while we wait for it.
+        session = run_sync(_new_session(dict(client_kwargs or {})))
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.session.closed:
+                entry = self._entries[key] = _Entry(session)
+                session = None
+            entry.refs += 1
+            result = entry.session
+        if session is not None:  # lost a race with another thread
+            _close_session_now(session)
+        return result
+
+    def release(self, key: str, session: Any, pid: int) -> None:
+        """Drop one reference taken in process ``pid``; the last one closes the session."""
+        if pid != os.getpid():
+            return  # taken by the parent before a fork: not ours to close
+        self._check_fork()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.session is not session:
+                return
+            entry.refs -= 1
+            if entry.refs > 0:
+                return
+            del self._entries[key]
+        _close_session_now(session)
+
+    def close_all(self) -> None:
+        """Close every session of this process (atexit)."""
+        if self._pid != os.getpid():
+            return
+        with self._lock:
+            entries, self._entries = self._entries, {}
+        for entry in entries.values():
+            _close_session_now(entry.session)
+
+    def num_sessions(self) -> int:
+        """Open sessions of this process (for tests)."""
+        self._check_fork()
+        return len(self._entries)
+
+
+async def _new_session(client_kwargs: dict[str, Any]) -> Any:
+    import aiohttp
+
+    if "connector" not in client_kwargs:
+        client_kwargs["connector"] = aiohttp.TCPConnector(
+            limit=_CONNECTION_LIMIT, keepalive_timeout=_KEEPALIVE_SECONDS, enable_cleanup_closed=False
+        )
+    # Bodies must be the wire bytes: never decompress (we also send Accept-Encoding: identity).
+    client_kwargs["auto_decompress"] = False
+    return aiohttp.ClientSession(**client_kwargs)
+
+
+async def _close_session(session: Any) -> None:
+    await session.close()
+    # Transports close their sockets in connection_lost, scheduled with call_soon:
+    # yield so the file descriptors are really gone when close() returns.
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+def _close_session_now(session: Any) -> None:
+    loop = get_loop()
+    if in_loop_thread(loop):  # e.g. a finalizer run by the GC on the loop thread: don't block it
+        loop.create_task(_close_session(session))
+        return
+    try:
+        run_sync(_close_session(session), loop, timeout=_CLOSE_TIMEOUT_SECONDS)
+    except (concurrent.futures.TimeoutError, RuntimeError):
+        pass
+
+
+sessions = SessionRegistry()
+atexit.register(sessions.close_all)

@@ -1,0 +1,347 @@
+"""RangeSource: batches of byte ranges from any URL, coalesced, concurrent, checked and recorded."""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from .._errors import SourceError, TruncatedFileError
+from .._types import ByteRange
+from ._coalesce import COALESCE_GAP_BYTES, coalesce_ranges
+from ._common import Identity
+from ._redact import redact_url
+from ._retry import RetryPolicy
+from ._stats import TransferStats
+
+__all__ = ["READ_AHEAD_BYTES", "RangeSource"]
+
+# Read-ahead of open_file(): FFmpeg's demuxers read 32 KiB at a time and seek
+# often; a few of those per request is cheap, whole 5 MiB blocks (fsspec's
+# default) are not.
+READ_AHEAD_BYTES = 256 * 1024
+
+_CONFIG = (
+    "_source",
+    "_storage_options",
+    "_coalesce_gap_bytes",
+    "_max_concurrency",
+    "_retry",
+    "_connect_timeout_seconds",
+    "_read_timeout_seconds",
+    "_url",
+    "_identity",
+)
+
+
+class RangeSource:
+    """Byte ranges of one object behind a URL, path or fsspec file, read the cheap and safe way.
+
+    * Ranges closer than ``coalesce_gap_bytes`` are merged into one request;
+      independent requests run concurrently (HTTP and async filesystems).
+    * HTTP replies are checked: 206 with exactly the bytes asked, same ETag /
+      Last-Modified / size as at open (``SourceChangedError`` otherwise); a
+      server ignoring Range is caught at the status line (``RangeRequestError``,
+      the few bytes already received are recorded as waste).
+    * Transient faults are retried per ``retry``; every attempt becomes a
+      ``TransferRecord`` in ``stats`` (URL redacted).
+    * Local paths and ``file://`` URLs are read directly with ``os.pread``.
+
+    Picklable and fork-safe: pickling keeps the configuration and the object's
+    identity (size and validator, so a worker refuses a changed object); HTTP
+    sessions, event loops and file descriptors are built lazily in each process
+    and never reused or closed across a fork. An unpickled copy starts with a
+    fresh, empty ``stats``.
+
+    Args:
+        source: URL (``https://``, ``s3://``, ``gs://``, ``memory://``, ``file://``,
+            any fsspec protocol), local path, or an open fsspec file object (a
+            plain seekable binary file object also works, read under a lock).
+        storage_options: fsspec options for the filesystem. For HTTP(S):
+            ``headers``, ``auth``, ``ssl``, ``proxy``, ``cookies`` go on every
+            request and ``client_kwargs`` to the ``aiohttp.ClientSession``.
+        coalesce_gap_bytes: merge ranges whose gap is smaller than this.
+        max_concurrency: requests in flight at once for one ``read_ranges`` call.
+        retry: how transient faults are retried.
+        connect_timeout_seconds: TCP/TLS connect timeout per attempt.
+        read_timeout_seconds: longest wait for the next bytes of a reply; each
+            attempt also has a total cap (connect + 2 x read + size / 256 KiB/s).
+        stats: where records go (a new TransferStats if None).
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        coalesce_gap_bytes: int = COALESCE_GAP_BYTES,
+        max_concurrency: int = 16,
+        retry: RetryPolicy | None = None,
+        connect_timeout_seconds: float = 10.0,
+        read_timeout_seconds: float = 30.0,
+        stats: TransferStats | None = None,
+    ) -> None:
+        if isinstance(source, os.PathLike):
+            source = os.fspath(source)
+        if isinstance(source, bytes):
+            raise TypeError("RangeSource: pass the URL or path as str, not bytes")
+        if coalesce_gap_bytes < 0:
+            raise ValueError(f"RangeSource.coalesce_gap_bytes must be >= 0, got {coalesce_gap_bytes}")
+        if max_concurrency < 1:
+            raise ValueError(f"RangeSource.max_concurrency must be >= 1, got {max_concurrency}")
+        if not (connect_timeout_seconds > 0 and read_timeout_seconds > 0):
+            raise ValueError(
+                f"RangeSource timeouts must be > 0, got connect_timeout_seconds={connect_timeout_seconds}, "
+                f"read_timeout_seconds={read_timeout_seconds}"
+            )
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"RangeSource.retry must be a RetryPolicy, got {type(retry).__name__}")
+        self._source = source
+        self._storage_options = dict(storage_options or {})
+        self._coalesce_gap_bytes = int(coalesce_gap_bytes)
+        self._max_concurrency = int(max_concurrency)
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._connect_timeout_seconds = float(connect_timeout_seconds)
+        self._read_timeout_seconds = float(read_timeout_seconds)
+        self._url = redact_url(_describe_source(source))
+        self._identity: Identity | None = None
+        self._init_runtime(stats if stats is not None else TransferStats())
+
+    def _init_runtime(self, stats: TransferStats) -> None:
+        self._stats = stats
+        self._backend: Any = None
+        self._backend_pid = os.getpid()
+        self._finalizer: weakref.finalize | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+        self._stat_lock = threading.Lock()
+        self._lock_pid = os.getpid()
+
+    # -- pickling: configuration (and identity) only --------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {name: getattr(self, name) for name in _CONFIG}
+        fs = getattr(self._source, "fs", None)
+        path = getattr(self._source, "path", None)
+        if not isinstance(self._source, str) and fs is not None and path is not None:
+            state["_source"] = _FsspecFileRef(fs, path)  # reopen by (fs, path), not by file handle
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_runtime(TransferStats())
+
+    # -- public ---------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The source with credentials and query string removed: safe to log."""
+        return self._url
+
+    @property
+    def stats(self) -> TransferStats:
+        """Records and totals of every request this source made."""
+        return self._stats
+
+    @property
+    def size(self) -> int:
+        """Object size in bytes (learned on first use: HEAD, fs.info or fstat)."""
+        return self._get_identity().size
+
+    @property
+    def validator(self) -> str | None:
+        """ETag, else Last-Modified (an mtime for files), else None; fixed at open."""
+        return self._get_identity().validator
+
+    @property
+    def closed(self) -> bool:
+        """True after ``close()``."""
+        return self._closed
+
+    def read(self, start: int, stop: int) -> bytes:
+        """The bytes ``[start, stop)``; see ``read_ranges``."""
+        return self.read_ranges([ByteRange(start, stop)])[0]
+
+    def read_ranges(self, ranges: Sequence[ByteRange | tuple[int, int]]) -> list[bytes]:
+        """One ``bytes`` per requested range, in the order asked.
+
+        Args:
+            ranges: half-open ``[start, stop)`` ranges (ByteRange or pairs), any
+                order, overlaps allowed.
+
+        Returns:
+            ``len(ranges)`` bytes objects, each exactly ``stop - start`` long.
+
+        Raises:
+            TruncatedFileError: a range ends past the end of the object (a caller bug
+                or a truncated file; the message names the size).
+            SourceNotFoundError, SourceAccessError: 404 / 401 / 403, missing file.
+            RangeRequestError: the server ignored or broke Range.
+            SourceChangedError: the object changed since it was opened.
+            TransferError: transient faults outlasted the retry policy.
+        """
+        wanted = [r if isinstance(r, ByteRange) else ByteRange(*r) for r in ranges]
+        if not wanted:
+            return []
+        identity = self._get_identity()
+        for r in wanted:
+            if r.stop > identity.size:
+                raise TruncatedFileError(
+                    f"{self._url}: asked for bytes [{r.start}, {r.stop}) but the object is only {identity.size} "
+                    "bytes long; the file is truncated or the caller read past its end."
+                )
+        nonempty = [i for i, r in enumerate(wanted) if r.nbytes]
+        out = [b""] * len(wanted)
+        if not nonempty:
+            return out
+        merged, where = coalesce_ranges([wanted[i] for i in nonempty], self._coalesce_gap_bytes)
+        blobs = self._get_backend().read(merged, identity)
+        for i, (m, offset) in zip(nonempty, where):
+            blob, n = blobs[m], wanted[i].nbytes
+            out[i] = blob if offset == 0 and len(blob) == n else blob[offset : offset + n]
+        return out
+
+    def open_file(self, *, read_ahead_bytes: int = READ_AHEAD_BYTES) -> Any:
+        """A seekable, read-only binary file whose reads go through ``read_ranges``.
+
+        Meant for FFmpeg/PyAV demuxing of containers we cannot index: every byte
+        is recorded in ``stats``, and reads fetch only ``max(asked,
+        read_ahead_bytes)`` bytes at a time. Closing the file does not close the
+        source.
+        """
+        from ._file import RangeFile
+
+        return RangeFile(self, read_ahead_bytes=read_ahead_bytes)
+
+    def close(self) -> None:
+        """Release this process's connection, session reference or file descriptor. Idempotent."""
+        self._closed = True
+        with self._locks()[0]:
+            backend, self._backend = self._backend, None
+            finalizer, self._finalizer = self._finalizer, None
+        if finalizer is not None:
+            finalizer.detach()
+        if backend is not None and self._backend_pid == os.getpid():
+            backend.close()
+
+    def __enter__(self) -> RangeSource:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        size = self._identity.size if self._identity is not None else "unknown"
+        return f"RangeSource({self._url!r}, size={size}, closed={self._closed})"
+
+    # -- lazily built, per process --------------------------------------------------------------
+
+    def _locks(self) -> tuple[threading.Lock, threading.Lock]:
+        if self._lock_pid != os.getpid():  # a lock copied by fork may be held forever
+            self._lock, self._stat_lock, self._lock_pid = threading.Lock(), threading.Lock(), os.getpid()
+        return self._lock, self._stat_lock
+
+    def _get_identity(self) -> Identity:
+        identity = self._identity
+        if identity is not None:
+            return identity
+        with self._locks()[1]:
+            if self._identity is None:
+                self._identity = self._get_backend().stat()
+            return self._identity
+
+    def _get_backend(self) -> Any:
+        if self._closed:
+            raise SourceError(f"{self._url}: the source was closed; open a new one to read again.")
+        pid = os.getpid()
+        backend = self._backend
+        if backend is not None and self._backend_pid == pid:
+            return backend
+        with self._locks()[0]:
+            if self._backend is not None and self._backend_pid == pid:
+                return self._backend
+            if self._backend is not None:  # built before a fork: leave it alone, never close it here
+                _INHERITED.append(self._backend)
+                if self._finalizer is not None:
+                    self._finalizer.detach()
+            self._backend = self._make_backend()
+            self._backend_pid = pid
+            self._finalizer = weakref.finalize(self, self._backend.close)
+            return self._backend
+
+    def _make_backend(self) -> Any:
+        from ._fs import FileObjectBackend, FsspecBackend, LocalBackend
+        from ._http import HttpBackend
+
+        common = {"redacted": self._url, "stats": self._stats, "retry": self._retry}
+        source = self._source
+        if isinstance(source, _FsspecFileRef):
+            fs, path = source.fs, source.path
+        elif isinstance(source, str):
+            if source.lower().startswith(("http://", "https://")):
+                return self._http_backend(HttpBackend, source, self._storage_options)
+            if "://" not in source and "::" not in source:
+                return LocalBackend(source, **common)
+            import fsspec.core
+
+            fs, path = fsspec.core.url_to_fs(source, **self._storage_options)
+        elif getattr(source, "fs", None) is not None and getattr(source, "path", None) is not None:
+            fs, path = source.fs, source.path
+        elif hasattr(source, "read") and hasattr(source, "seek"):
+            return FileObjectBackend(source, **common)
+        else:
+            raise TypeError(f"RangeSource: expected a URL, path or file object, got {type(source).__name__}")
+        protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+        if "file" in protocols or "local" in protocols:
+            return LocalBackend(path, **common)
+        if "http" in protocols or "https" in protocols:
+            options = {"client_kwargs": getattr(fs, "client_kwargs", {}), **getattr(fs, "kwargs", {})}
+            return self._http_backend(HttpBackend, path, options)
+        return FsspecBackend(
+            fs,
+            path,
+            max_concurrency=self._max_concurrency,
+            connect_timeout_seconds=self._connect_timeout_seconds,
+            read_timeout_seconds=self._read_timeout_seconds,
+            **common,
+        )
+
+    def _http_backend(self, cls: Any, url: str, options: dict[str, Any]) -> Any:
+        return cls(
+            url,
+            redacted=self._url,
+            storage_options=options,
+            retry=self._retry,
+            connect_timeout_seconds=self._connect_timeout_seconds,
+            read_timeout_seconds=self._read_timeout_seconds,
+            max_concurrency=self._max_concurrency,
+            stats=self._stats,
+        )
+
+
+# Backends built in a parent process, found in a forked child: kept referenced
+# (never closed, never garbage-collected) so the parent's sockets are untouched.
+_INHERITED: list[Any] = []
+
+
+class _FsspecFileRef:
+    """What a pickled fsspec file object source becomes: its filesystem and path."""
+
+    def __init__(self, fs: Any, path: str) -> None:
+        self.fs = fs
+        self.path = path
+
+
+def _describe_source(source: Any) -> str:
+    if isinstance(source, str):
+        return source
+    fs, path = getattr(source, "fs", None), getattr(source, "path", None)
+    if fs is not None and path is not None:
+        try:
+            return str(fs.unstrip_protocol(path))
+        except Exception:
+            return str(path)
+    name = getattr(source, "name", None)
+    return str(name) if isinstance(name, str) else f"<{type(source).__name__}>"

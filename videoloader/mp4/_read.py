@@ -1,0 +1,395 @@
+"""load_index / read_index: from a byte source to a complete SampleIndex.
+
+Reads, in order: the first 64 KiB; top-level headers outside it (one small
+read each, mdat bodies skipped); the moov if it was not already fetched; for
+fragmented files the fragment table (sidx: already fetched or one read; else
+mfra: mfro then mfra, two tail reads; else a walk from the first moof), then
+every moof of the track (concurrent reads, never an mdat body).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._errors import MP4ParseError, TruncatedFileError, UnsupportedFormatError
+from .._types import ByteRange
+from ._boxes import Box, Buffer, iter_children, parse_box_header
+from ._cache import IndexCache, cache_key, default_index_cache
+from ._codec import parse_stsd
+from ._edits import apply_edit_list, simple_time_offset
+from ._fragments import (
+    FragmentState,
+    MoofSamples,
+    parse_mfro,
+    parse_moof,
+    parse_sidx,
+    parse_tfra,
+)
+from ._index import SampleIndex
+from ._locate import Layout, locate, walk_after_moov
+from ._moov import Movie, Track, TrackExtends, parse_moov
+
+__all__ = ["load_index", "read_index"]
+
+_USE_DEFAULT = object()
+#: First guess of a moof's size when it is read blind (grows with what is seen).
+_MOOF_GUESS_BYTES = 8 * 1024
+_MAX_INDEX_BYTES = 512 * 1024 * 1024
+
+
+class _CountingSource:
+    """Wraps a source to count index reads when it has no usable stats."""
+
+    def __init__(self, source) -> None:
+        self._source = source
+        self.url = source.url
+        self.size = int(source.size)
+        self.nbytes = 0
+        self.requests = 0
+
+    def read_ranges(self, ranges):
+        ranges = list(ranges)
+        if not ranges:
+            return []
+        out = self._source.read_ranges(ranges)
+        self.requests += len(ranges)
+        self.nbytes += sum(len(b) for b in out)
+        return out
+
+    def read(self, start: int, stop: int) -> bytes:
+        return self.read_ranges([ByteRange(start, stop)])[0]
+
+
+def _stats_snapshot(source):
+    stats = getattr(source, "stats", None)
+    if stats is None or not hasattr(stats, "snapshot"):
+        return None
+    try:
+        return stats.snapshot()
+    except Exception:  # pragma: no cover - foreign stats object
+        return None
+
+
+def _stats_delta(source, snapshot, counting: _CountingSource) -> tuple[int, int]:
+    if snapshot is not None:
+        try:
+            delta = source.stats.since(snapshot)
+            return int(delta.bytes_received), int(delta.num_requests)
+        except Exception:  # pragma: no cover
+            pass
+    return counting.nbytes, counting.requests
+
+
+def load_index(source, *, track: int | None = None, cache: IndexCache | None = _USE_DEFAULT) -> SampleIndex:  # type: ignore[assignment]
+    """Build the complete SampleIndex of one video track.
+
+    Args:
+        source: a RangeSource (``.url``, ``.size``, ``.validator``,
+            ``.read_ranges``, ``.stats``).
+        track: track_ID to index; default the first video track.
+        cache: an IndexCache; default the process-wide one; None disables.
+
+    Returns:
+        The SampleIndex, with ``index_nbytes``/``index_requests`` giving what
+        building it cost (0 when it came from the cache).
+
+    Raises:
+        NotAVideoError: not ISO-BMFF (HTML, Matroska, MPEG-TS...).
+        TruncatedFileError: a box or a sample lies past the end of the file.
+        MP4ParseError: broken boxes or tables.
+        UnsupportedFormatError: no video track, encryption, unknown codec.
+    """
+    if cache is _USE_DEFAULT:
+        cache = default_index_cache
+    url = source.url
+    size = int(source.size)
+    key = cache_key(url, size, getattr(source, "validator", None), track)
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+    snapshot = _stats_snapshot(source)
+    counting = _CountingSource(source)
+    index = _build_index(counting, track=track)
+    index.index_nbytes, index.index_requests = _stats_delta(source, snapshot, counting)
+    if cache is not None:
+        cache.put(key, index)
+    return index
+
+
+def read_index(url: str, storage_options: dict | None = None, track: int | None = None) -> SampleIndex:
+    """Index the video track of the MP4 at ``url`` (any fsspec URL or local path).
+
+    Uses a fresh RangeSource and the process-wide index cache.
+    """
+    from ..io import RangeSource  # imported here: io/ may pull in fsspec/aiohttp
+
+    with RangeSource(url, storage_options=storage_options) as source:
+        return load_index(source, track=track)
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _select_track(movie: Movie, track: int | None, url: str) -> Track:
+    if track is not None:
+        for t in movie.tracks:
+            if t.track_ID == track:
+                if t.handler_type != "vide":
+                    raise UnsupportedFormatError(
+                        f"{url}: track {track} is a '{t.handler_type}' track, not video."
+                    )
+                return t
+        raise UnsupportedFormatError(
+            f"{url}: no track with track_ID {track}; the file has {[t.track_ID for t in movie.tracks]}."
+        )
+    for t in movie.tracks:
+        if t.handler_type == "vide":
+            return t
+    raise UnsupportedFormatError(
+        f"{url}: no video track (tracks: {', '.join(repr(t.handler_type) for t in movie.tracks) or 'none'})."
+    )
+
+
+def _build_index(source: _CountingSource, *, track: int | None) -> SampleIndex:
+    url = source.url
+    size = source.size
+    layout = locate(source)
+    movie = parse_moov(layout.moov_buf, layout.moov)
+    trak = _select_track(movie, track, url)
+    if trak.stsd is None:
+        raise MP4ParseError(f"{url}: track {trak.track_ID} has no stsd (sample description).")
+    info = parse_stsd(layout.moov_buf, trak.stsd, track_id=trak.track_ID)
+    timescale = trak.timescale
+    if timescale <= 0:
+        # FFmpeg's fix_timescale: fall back to the movie timescale, else 1.
+        timescale = movie.timescale if movie.timescale > 0 else 1
+
+    # FFmpeg turns the advanced edit list off for this and every later track
+    # once a track's moov has no samples (fragmented files).
+    advanced = True
+    for t in movie.tracks:
+        if t.tables.stts is None or len(t.tables.stts[0]) == 0:
+            advanced = False
+        if t is trak:
+            break
+    time_offset = (
+        simple_time_offset(trak.edits, movie_timescale=movie.timescale, media_timescale=timescale)
+        if trak.edits else 0
+    )
+
+    parts = []  # (offsets, sizes, dts, durations, ctts, sync, discard)
+    dts_shift = 0
+    has_ctts = False
+    track_end = 0
+    if not trak.tables.empty:
+        from ._tables import build_samples
+
+        s = build_samples(trak.tables, url=url, file_size=size, track_id=trak.track_ID)
+        dts_shift = s["dts_shift"]
+        has_ctts = s["has_ctts"]
+        track_end = int(s["durations"].sum())
+        if trak.edits and advanced:
+            e = apply_edit_list(
+                trak.edits, dts=s["dts"], ctts=s["ctts"], durations=s["durations"], is_sync=s["is_sync"],
+                has_ctts=has_ctts, dts_shift=dts_shift, movie_timescale=movie.timescale,
+                media_timescale=timescale,
+            )
+            k = e["sample"]
+            parts.append((s["offsets"][k], s["sizes"][k], e["dts"], s["durations"][k], s["ctts"][k],
+                          s["is_sync"][k], e["is_discard"]))
+        else:
+            dts = s["dts"] - (time_offset if not advanced else 0) - dts_shift
+            parts.append((s["offsets"], s["sizes"], dts, s["durations"], s["ctts"], s["is_sync"],
+                          np.zeros(len(dts), dtype=bool)))
+
+    fragmented = False
+    if movie.has_mvex:
+        trex = movie.trex.get(trak.track_ID) or TrackExtends(trak.track_ID, 1, 0, 0, 0)
+        state = FragmentState(trak.track_ID, trex, time_offset=time_offset, track_end=track_end)
+        moofs = _read_fragments(source, layout, trak.track_ID)
+        max_samples = size // 1 + 1
+        prev_dts = int(parts[-1][2][-1]) if parts and len(parts[-1][2]) else None
+        for buf, moof in moofs:
+            m = parse_moof(buf, moof, state, max_samples=max_samples)
+            if m.num_samples == 0:
+                continue
+            fragmented = True
+            has_ctts = True  # a trun allocates FFmpeg's ctts table
+            discard = np.zeros(m.num_samples, dtype=bool)
+            bounds = m.trun_starts + [m.num_samples]
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                if prev_dts is not None:
+                    discard[a:b] = m.dts[a:b] <= prev_dts
+                if b > a:
+                    prev_dts = int(m.dts[b - 1])
+                neg = int(m.ctts[a:b].min()) if b > a else 0
+                if neg < 0:
+                    dts_shift = max(dts_shift, -neg)
+            parts.append((m.offsets, m.sizes, m.dts, m.durations, m.ctts, m.is_sync, discard))
+
+    if parts:
+        offsets, sizes, dts, durations, ctts, is_sync, is_discard = (np.concatenate(c) for c in zip(*parts))
+    else:
+        offsets = sizes = dts = durations = ctts = np.zeros(0, dtype=np.int64)
+        is_sync = is_discard = np.zeros(0, dtype=bool)
+    if len(offsets) and int((offsets + sizes).max()) > size:
+        bad = int(np.argmax(offsets + sizes > size))
+        raise TruncatedFileError(
+            f"{url}: track {trak.track_ID} sample {bad} occupies [{int(offsets[bad])}, "
+            f"{int(offsets[bad] + sizes[bad])}) but the file ends at {size}; the file is truncated."
+        )
+    if len(offsets) and int(offsets.min()) < 0:
+        raise MP4ParseError(f"{url}: track {trak.track_ID} has a sample at a negative offset.")
+    pts = dts + dts_shift + ctts if has_ctts else dts.copy()
+    return SampleIndex(
+        offsets=offsets, sizes=sizes, dts=dts, pts=pts, durations=durations, is_sync=is_sync,
+        timescale=int(timescale), codec=info.codec, extradata=info.extradata, width=info.width,
+        height=info.height, track_id=trak.track_ID, is_discard=is_discard, sample_entry=info.sample_entry,
+        rotation=trak.rotation, bit_depth=info.bit_depth, file_size=size, fragmented=fragmented,
+    )
+
+
+# --------------------------------------------------------------------------- fragments
+
+
+def _fragment_offsets(source, layout: Layout, track_ID: int) -> tuple[list[int], int, str]:
+    """Known moof offsets, the byte limit of the fragment area and how they
+    were found (``sidx``, ``mfra`` or ``walk``)."""
+    url = source.url
+    size = source.size
+    walk_after_moov(source, layout)
+    if layout.sidx:
+        chosen = None
+        parsed = []
+        for box in layout.sidx:
+            buf = layout.buffer_for(box.start, box.end)
+            ref_id, _ts, refs = parse_sidx(buf, box)
+            parsed.append((ref_id, refs))
+        for ref_id, refs in parsed:
+            if ref_id == track_ID:
+                chosen = refs
+                break
+        if chosen is None:
+            chosen = parsed[0][1]
+        offsets = []
+        nested = [r for r in chosen if r.is_sidx]
+        offsets.extend(r.offset for r in chosen if not r.is_sidx)
+        depth = 0
+        while nested and depth < 4:
+            depth += 1
+            bufs = source.read_ranges([ByteRange(r.offset, r.offset + r.size) for r in nested])
+            next_nested = []
+            for r, data in zip(nested, bufs):
+                b = Buffer(bytes(data), r.offset, url=url, file_size=size)
+                box = parse_box_header(b, r.offset, r.offset + r.size)
+                if box.type != "sidx":
+                    raise MP4ParseError(f"{url}: sidx reference at {r.offset} points to '{box.type}', not a sidx.")
+                _id, _ts, sub = parse_sidx(b, box)
+                next_nested.extend(x for x in sub if x.is_sidx)
+                offsets.extend(x.offset for x in sub if not x.is_sidx)
+            nested = next_nested
+        return sorted(set(offsets)), size, "sidx"
+    # mfra at the tail: mfro (last 16 bytes), then the mfra it points to.
+    if size >= 16:
+        buf = layout.buffer_for(size - 16, size)
+        if buf is None:
+            tail = source.read_ranges([ByteRange(size - 16, size)])[0]
+        else:
+            tail = bytes(buf.view(size - 16, size))
+        mfra_size = parse_mfro(tail)
+        if mfra_size is not None and 16 <= mfra_size <= size:
+            start = size - mfra_size
+            buf = layout.buffer_for(start, size)
+            if buf is None:
+                buf = Buffer(bytes(source.read_ranges([ByteRange(start, size)])[0]), start, url=url, file_size=size)
+            box = parse_box_header(buf, start, size)
+            if box.type == "mfra":
+                per_track: dict[int, list[int]] = {}
+                for child in iter_children(buf, box):
+                    if child.type == "tfra":
+                        tid, entries = parse_tfra(buf, child)
+                        per_track.setdefault(tid, []).extend(e.moof_offset for e in entries)
+                offsets = per_track.get(track_ID) or next(iter(per_track.values()), [])
+                offsets = [o for o in offsets if 0 <= o < start]
+                if layout.first_moof is not None:
+                    offsets.append(layout.first_moof)
+                return sorted(set(offsets)), start, "mfra"
+    first = [layout.first_moof] if layout.first_moof is not None else []
+    return first, size, "walk"
+
+
+def _read_fragments(source, layout: Layout, track_ID: int) -> list[tuple[Buffer, Box]]:
+    """Every moof of the file, in file order, each with a buffer holding it.
+
+    Known offsets are read concurrently; each moof read also brings the next
+    box header (normally the mdat), which gives the next fragment's offset,
+    so fragments missing from sidx/mfra are still found. mdat bodies are
+    never read.
+    """
+    url = source.url
+    size = source.size
+    known, limit, _method = _fragment_offsets(source, layout, track_ID)
+    guess = _MOOF_GUESS_BYTES
+    if layout.first_moof is not None:
+        first = layout.buffer_for(layout.first_moof, layout.first_moof + 16)
+        if first is not None:
+            # Size later blind reads on the first moof (fragments are alike).
+            guess = max(1024, 2 * parse_box_header(first, layout.first_moof, size).size + 64)
+    seen: set[int] = set()
+    found: dict[int, tuple[Buffer, Box]] = {}
+    pending = sorted(set(known))
+    nbytes = 0
+    while pending:
+        todo: list[tuple[int, int]] = []
+        ready: list[tuple[int, Buffer]] = []
+        for off in pending:
+            if off in seen or off + 8 > limit:
+                continue
+            seen.add(off)
+            buf = layout.buffer_for(off, min(size, off + 16))
+            if buf is not None:
+                box = parse_box_header(buf, off, size)
+                if buf.covers(off, min(size, box.end + 16 if box.type == "moof" else off + 16)):
+                    ready.append((off, buf))
+                    continue
+            todo.append((off, min(size, off + guess)))
+        if todo:
+            nbytes += sum(b - a for a, b in todo)
+            if nbytes > _MAX_INDEX_BYTES:
+                raise UnsupportedFormatError(f"{url}: fragment headers exceed {_MAX_INDEX_BYTES} bytes.")
+            datas = source.read_ranges([ByteRange(a, b) for a, b in todo])
+            for (a, _b), data in zip(todo, datas):
+                ready.append((a, Buffer(bytes(data), a, url=url, file_size=size)))
+        pending = []
+        for off, buf in ready:
+            box = parse_box_header(buf, off, size)
+            if box.type == "moof":
+                want = min(size, box.end + 16)
+                if not buf.covers(off, want):
+                    # Bigger than the guess: read exactly the moof (+ next header).
+                    guess = max(1024, 2 * box.size + 64)
+                    data = source.read_ranges([ByteRange(off, want)])[0]
+                    nbytes += want - off
+                    buf = Buffer(bytes(data), off, url=url, file_size=size)
+                else:
+                    guess = max(1024, 2 * box.size + 64)
+                found[off] = (buf, box)
+                nxt_pos = box.end
+                if nxt_pos + 8 <= limit:
+                    nxt = parse_box_header(buf, nxt_pos, size) if buf.covers(nxt_pos, nxt_pos + 16) or buf.covers(nxt_pos, min(size, nxt_pos + 16)) else None
+                    if nxt is None:
+                        pending.append(nxt_pos)
+                    elif nxt.type == "moof":
+                        pending.append(nxt.start)
+                    else:
+                        if nxt.type != "mfra":
+                            pending.append(nxt.end)
+            elif box.type == "mfra":
+                continue
+            else:
+                pending.append(box.end)
+        pending = sorted(set(p for p in pending if p not in seen and p + 8 <= limit))
+    return [found[k] for k in sorted(found)]
