@@ -160,7 +160,7 @@ class LoopbackServer:
         self._objects: dict[str, ServedObject] = {}
         self._lock = threading.Lock()
         self._sent: collections.Counter[str] = collections.Counter()
-        self._requests: list[tuple[str, str, str | None, int, int]] = []
+        self._requests: list[list[Any]] = []
         self._num_connections = 0
         self._open_connections = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -282,7 +282,7 @@ class LoopbackServer:
     def requests(self) -> list[tuple[str, str, str | None, int, int]]:
         """``(method, path, range header, status, body bytes sent)`` per finished request."""
         with self._lock:
-            return list(self._requests)
+            return [tuple(entry) for entry in self._requests]
 
     @property
     def num_connections(self) -> int:
@@ -358,7 +358,7 @@ class LoopbackServer:
                 obj.modified = max(time.time(), obj.modified + 1)
             snapshot = None if obj is None else (obj.data, obj.etag, obj.last_modified, obj)
         if kind == "disconnect":
-            self._log(method, path, range_header, 0, 0)
+            self._log(method, path, range_header, 0)
             return False
         if kind == "slow":
             await asyncio.sleep(self.slow_seconds)
@@ -435,7 +435,8 @@ class LoopbackServer:
             headers["Content-Length"] = str(head_length if head_length is not None else len(body))
         headers.setdefault("Date", email.utils.formatdate(usegmt=True))
         lines += [f"{k}: {v}" for k, v in headers.items()]
-        sent = 0
+        entry = self._log(method, path, range_header, status)
+        transport = writer.transport
         try:
             writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
             await writer.drain()
@@ -444,22 +445,36 @@ class LoopbackServer:
                 view = memoryview(body)[:limit]
                 for i in range(0, len(view), _CHUNK_BYTES):
                     chunk = view[i : i + _CHUNK_BYTES]
-                    writer.write(chunk)
-                    await writer.drain()
-                    sent += len(chunk)
-                    self._count(path, len(chunk))
+                    # Count before writing: a test reading the counter right after its read must
+                    # not race this thread (the GIL may switch between send() and a later count).
+                    # If the connection then fails, what was still buffered in-process never left.
+                    if transport.is_closing():
+                        raise ConnectionResetError("client went away")
+                    self._count(path, entry, len(chunk))
+                    try:
+                        writer.write(chunk)
+                        pending = transport.get_write_buffer_size()
+                    except (ConnectionError, OSError):
+                        self._count(path, entry, -len(chunk))
+                        raise
+                    try:
+                        await writer.drain()
+                    except (ConnectionError, OSError):
+                        self._count(path, entry, -pending)
+                        raise
                 if stall:
                     await asyncio.sleep(self.slow_seconds)
         except (ConnectionError, OSError):
-            self._log(method, path, range_header, status, sent)
             return False
-        self._log(method, path, range_header, status, sent)
         return cut_after is None and not no_length
 
-    def _count(self, path: str, n: int) -> None:
+    def _count(self, path: str, entry: list[Any], n: int) -> None:
         with self._lock:
             self._sent[path] += n
+            entry[4] += n
 
-    def _log(self, method: str, path: str, range_header: str | None, status: int, nbytes: int) -> None:
+    def _log(self, method: str, path: str, range_header: str | None, status: int) -> list[Any]:
+        entry: list[Any] = [method, path, range_header, status, 0]
         with self._lock:
-            self._requests.append((method, path, range_header, status, nbytes))
+            self._requests.append(entry)
+        return entry

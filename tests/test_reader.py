@@ -9,6 +9,7 @@ import torch
 import media
 from videoloader import (
     ContainerError,
+    CorruptVideoError,
     FrameBatch,
     NotAVideoError,
     SourceNotFoundError,
@@ -172,3 +173,56 @@ def test_truncated_file(corpus, tmp_path):
     cut.write_bytes(data[: len(data) - 200])  # the moov at the end is cut
     with pytest.raises(ContainerError):
         VideoReader(str(cut))
+
+
+@pytest.mark.parametrize("name", ["h264_faststart", "hevc_8bit", "vp9_mp4", "av1"])
+@pytest.mark.parametrize("damage", ["zeros", "noise", "bad_nal_length"])
+def test_corrupt_packet_mid_gop_raises(name, damage, corpus, tmp_path):
+    """A damaged sample in the middle of a GOP gives CorruptVideoError for the
+    frames that depend on it, never a concealed wrong frame, and never a hang."""
+    path = corpus[name]
+    with VideoReader(str(path)) as r:
+        s = int(r.index.frame_to_sample[5])
+        off, size = int(r.index.offsets[s]), int(r.index.sizes[s])
+        assert not r.index.is_sync[s]
+    data = bytearray(path.read_bytes())
+    if damage == "zeros":
+        data[off + 4 : off + size] = bytes(size - 4)
+    elif damage == "noise":
+        data[off + 8 : off + size] = np.random.default_rng(0).integers(0, 256, size - 8, dtype=np.uint8).tobytes()
+    else:
+        data[off : off + 4] = (10**6).to_bytes(4, "big")
+    bad = tmp_path / f"bad_{name}.mp4"
+    bad.write_bytes(bytes(data))
+    with VideoReader(str(bad)) as r:
+        with pytest.raises(CorruptVideoError) as e:
+            r.get_frames_at([5, 8])
+        assert bad.name in str(e.value)
+        # Frames of an undamaged GOP still decode exactly.
+        good = r.get_frames_at([r.metadata.num_frames - 1])
+        assert good.data.shape[0] == 1
+
+
+def test_open_close_many_readers_leaks_nothing(corpus, http_server):
+    import gc
+    import threading
+
+    import psutil
+
+    proc = psutil.Process()
+    url = http_server.add("leak.mp4", corpus["h264_faststart"])
+
+    def cycle(n: int) -> None:
+        for i in range(n):
+            with VideoReader(url if i % 2 else str(corpus["h264_faststart"])) as r:
+                r.get_frames_at([i % 60])
+
+    cycle(50)  # warm up: lazily created pools, loops, caches
+    gc.collect()
+    fds, threads, rss = proc.num_fds(), threading.active_count(), proc.memory_info().rss
+    cycle(1000)
+    gc.collect()
+    assert proc.num_fds() <= fds + 2
+    assert threading.active_count() <= threads
+    assert len([c for c in proc.net_connections() if c.status == psutil.CONN_ESTABLISHED]) <= 2
+    assert proc.memory_info().rss - rss < 60 * 2**20

@@ -85,6 +85,8 @@ class DemuxVideo:
         self._stream = self._container.streams.video[0]
         self.time_base = self._stream.time_base
         self._table: DemuxTable | None = None
+        self.decoded_nbytes = 0
+        """Compressed bytes of the packets fed to the decoder so far."""
 
     @property
     def format_name(self) -> str:
@@ -190,13 +192,17 @@ class DemuxVideo:
         try:
             fed = 0
             for p in self._packets_from(start):
+                self.decoded_nbytes += p.size
                 keep(ctx.decode(p))
                 fed += 1
                 if fed > last - start or len(out) == todo:
                     break
             keep(ctx.decode(None))
         except av.FFmpegError as e:
-            raise CorruptVideoError(f"{self.source.url}: decoding failed: {e}") from e
+            raise CorruptVideoError(f"{self.source.url}: decoding failed: {e}") from None
+        finally:
+            # Freeing a frame-threaded decoder with work in flight can deadlock.
+            ctx.flush_buffers()
         return out
 
     def close(self) -> None:

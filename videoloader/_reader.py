@@ -19,7 +19,7 @@ import torch
 
 from ._errors import CorruptVideoError, NotAVideoError, UnsupportedFormatError, VideoLoaderError
 from ._plan import DecodeGroup, Plan, plan_frames
-from ._types import ByteRange, FrameBatch, VideoMetadata
+from ._types import FrameBatch, VideoMetadata
 from .decoders._base import DecoderBackend, OutputSpec, Packet, StreamConfig
 from .io import RangeSource, TransferStats
 from .mp4 import SampleIndex, load_index
@@ -33,6 +33,9 @@ INDEX_CODECS = frozenset({"h264", "hevc", "av1", "vp9"})
 # Fetch at most this many bytes ahead of the decoder: bounds memory on long
 # clips while the next batch downloads during the current batch's decode.
 PIPELINE_BATCH_BYTES = 16 * 1024 * 1024
+
+# Per-request records a reader keeps (totals are never capped).
+MAX_RECORDS = 4096
 
 DimensionOrder = Literal["NCHW", "NHWC"]
 
@@ -91,7 +94,14 @@ class VideoReader:
         self._index: SampleIndex | None = None
         self._demux = None
         self._decoder: DecoderBackend | None = None
-        own_stats = TransferStats(parent=stats) if stats is not None else TransferStats()
+        self.decoded_nbytes = 0
+        """Compressed bytes fed to the decoder by all calls so far (index path:
+        exact sample bytes; demux path: the demuxed packets' sizes)."""
+        self.last_decode_nbytes = 0
+        """Compressed bytes fed to the decoder by the last ``get_frames_*`` call."""
+        # Totals stay exact; only the per-request records are capped, so a
+        # reader kept open for a long epoch does not grow without bound.
+        own_stats = TransferStats(parent=stats, max_records=MAX_RECORDS)
         self._source = RangeSource(source, storage_options=storage_options, stats=own_stats, **(source_options or {}))
         try:
             self._open(backend, track, index_cache, OutputSpec(height=height, width=width, device=device or "cpu"))
@@ -127,6 +137,8 @@ class VideoReader:
             bit_depth=index.bit_depth,
             sample_entry=index.sample_entry,
         )
+        if name == "nvdec" and not output.device.startswith("cuda"):
+            output = dataclasses.replace(output, device="cuda")
         kwargs: dict[str, Any] = {"output": output}
         if name == "cpu":
             kwargs["thread_count"] = self._num_threads
@@ -255,9 +267,15 @@ class VideoReader:
         if not frames:
             return self._batch([], [])
         if self._index is not None:
-            decoded = self._decode_index_path(plan_frames(self._index, frames))
+            plan = plan_frames(self._index, frames)
+            decoded = self._decode_index_path(plan)
+            fed = plan.nbytes
         else:
+            before = self._demux.decoded_nbytes
             decoded = self._demux.decode_frames(frames)
+            fed = self._demux.decoded_nbytes - before
+        self.last_decode_nbytes = fed
+        self.decoded_nbytes += fed
         return self._batch(frames, [decoded[i] for i in frames])
 
     def get_frames_in_range(self, start: int = 0, stop: int | None = None, step: int = 1) -> FrameBatch:
@@ -409,7 +427,10 @@ class VideoReader:
                 )
             )
         wanted = {int(index.pts[index.frame_to_sample[f]]): f for f in group.frames}
-        got = self._decoder.decode_group(packets, wanted)
+        try:
+            got = self._decoder.decode_group(packets, wanted)
+        except CorruptVideoError as e:
+            raise CorruptVideoError(f"{self.url}: frames {list(group.frames)}: {e}") from e
         if self._metadata.pixel_format is None:
             pix = getattr(self._decoder, "pixel_format", lambda: None)()
             if pix:

@@ -29,8 +29,9 @@ Bandwidth, per video and in total:
   sample bytes fed to the decoder, ``VideoReader.plan(indices).nbytes``: the
   samples from each needed keyframe up to the last frame needed. For
   containers read through the PyAV demux fallback (MKV, WebM, MPEG-TS), where
-  packets are not separable from container bytes, it is the bytes read
-  during frame decoding (index scan excluded).
+  packets are not separable from container bytes, it is every byte the
+  demuxer read (equal to upstream: an upper bound), and the video's
+  ``bandwidth_downstream_exact`` is False.
 * ``_mb`` keys are the same numbers in decimal megabytes (``bytes / 1e6``).
 
 One failing video never stops the batch: its entry in ``videos`` carries
@@ -149,6 +150,8 @@ class VideoResult:
     """Sum of this video's three stage times."""
     bandwidth_upstream_bytes: int = 0
     bandwidth_downstream_bytes: int = 0
+    bandwidth_downstream_exact: bool = True
+    """False on the demux fallback, where downstream is every byte the demuxer read (an upper bound)."""
     bandwidth_requested_bytes: int = 0
     bandwidth_num_requests: int = 0
     frame_png_bytes_list: list[bytes] | None = None
@@ -195,7 +198,7 @@ class InferenceResult:
     batch_size: int
     model_load_time_seconds: float
     total_pipeline_time_seconds: float
-    """Wall clock from the call to the return, model load included."""
+    """Wall clock from the call until the result is ready (model load included, W&B logging not)."""
     return_frame_png: bool = False
 
     @property
@@ -647,48 +650,53 @@ def run_inference(
     dev = _resolve_device(device)
     weights_dir_str = str(weights_dir) if weights_dir is not None else None
 
-    _sync(dev)
-    t0 = time.perf_counter()
-    loaded = _load_model(model, weights, dev, weights_dir=weights_dir_str, preprocess=preprocess, class_names=class_names)
-    _sync(dev)
-    model_load_time = time.perf_counter() - t0
-    log.info("model %s (weights %s) on %s loaded in %.2f s", loaded.name, loaded.weights, dev, model_load_time)
+    try:
+        _sync(dev)
+        t0 = time.perf_counter()
+        loaded = _load_model(model, weights, dev, weights_dir=weights_dir_str, preprocess=preprocess, class_names=class_names)
+        _sync(dev)
+        model_load_time = time.perf_counter() - t0
+        log.info("model %s (weights %s) on %s loaded in %.2f s", loaded.name, loaded.weights, dev, model_load_time)
 
-    job = _Job(
-        model=loaded,
-        device=dev,
-        backend=backend,
-        storage_options=storage_options,
-        frames_per_video=frames_per_video,
-        random_seed=random_seed,
-        offset_max_seconds=offset_max_seconds,
-        batch_size=batch_size,
-        top_k=top_k,
-        return_frame_png=return_frame_png,
-        index_cache=index_cache,
-        wandb_max_images=wandb_max_images if sink is not None else 0,
-    )
-    videos = job.run(urls, first_video_index=first_video_index, num_workers=num_workers, progress=progress)
+        job = _Job(
+            model=loaded,
+            device=dev,
+            backend=backend,
+            storage_options=storage_options,
+            frames_per_video=frames_per_video,
+            random_seed=random_seed,
+            offset_max_seconds=offset_max_seconds,
+            batch_size=batch_size,
+            top_k=top_k,
+            return_frame_png=return_frame_png,
+            index_cache=index_cache,
+            wandb_max_images=wandb_max_images if sink is not None else 0,
+        )
+        videos = job.run(urls, first_video_index=first_video_index, num_workers=num_workers, progress=progress)
 
-    result = InferenceResult(
-        videos=videos,
-        platform=_platform.platform(),
-        device=str(dev),
-        gpu_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
-        cuda_version=torch.version.cuda,
-        torch_version=torch.__version__,
-        model=loaded.name,
-        weights=loaded.weights,
-        weights_dir=weights_dir_str if weights_dir_str is not None else (torch.hub.get_dir() if isinstance(model, str) else None),
-        backend=backend,
-        frames_per_video=frames_per_video,
-        random_seed=int(random_seed),
-        offset_max_seconds=offset_max_seconds,
-        batch_size=batch_size,
-        model_load_time_seconds=model_load_time,
-        total_pipeline_time_seconds=time.perf_counter() - t_start,
-        return_frame_png=return_frame_png,
-    )
+        result = InferenceResult(
+            videos=videos,
+            platform=_platform.platform(),
+            device=str(dev),
+            gpu_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+            cuda_version=torch.version.cuda,
+            torch_version=torch.__version__,
+            model=loaded.name,
+            weights=loaded.weights,
+            weights_dir=weights_dir_str if weights_dir_str is not None else (torch.hub.get_dir() if isinstance(model, str) else None),
+            backend=backend,
+            frames_per_video=frames_per_video,
+            random_seed=int(random_seed),
+            offset_max_seconds=offset_max_seconds,
+            batch_size=batch_size,
+            model_load_time_seconds=model_load_time,
+            total_pipeline_time_seconds=time.perf_counter() - t_start,
+            return_frame_png=return_frame_png,
+        )
+    except BaseException:
+        if sink is not None:
+            sink.finish()
+        raise
     out = result.to_dict()
     log.info(
         "%d videos (%d failed): %.3f MB upstream, %.3f MB to the decoder, %.2f s",
@@ -782,11 +790,13 @@ class _Job:
                     vr.file_size_bytes = int(reader.index.file_size)
                 rng = np.random.default_rng((self.random_seed, index))
                 chosen = [int(i) for i in self.sampler(reader, rng)]
-                before = stats.bytes_received
                 downstream = reader.plan(chosen).nbytes if reader.index is not None else None
                 batch = reader.get_frames_at(chosen)
                 if downstream is None:
-                    downstream = stats.bytes_received - before
+                    # Demux fallback: packets are not separable from container bytes, so
+                    # every byte the demuxer read counts (an upper bound; flagged inexact).
+                    downstream = stats.bytes_received
+                    vr.bandwidth_downstream_exact = False
                 vr.selected_frame_indices = chosen
                 vr.selected_timestamps_seconds = [float(t) for t in batch.pts_seconds.tolist()]
                 vr.bandwidth_downstream_bytes = int(downstream)
@@ -832,8 +842,14 @@ class _Job:
         """Run full batches of pending frames (and the remainder when ``final``)."""
         if not self._owners or (len(self._owners) < self.batch_size and not final):
             return
-        x = torch.cat(self._pending) if len(self._pending) > 1 else self._pending[0]
         owners = self._owners
+        try:
+            x = torch.cat(self._pending) if len(self._pending) > 1 else self._pending[0]
+        except RuntimeError as e:  # a custom preprocess gave videos different sizes
+            for vr in {id(v): v for v, _ in owners}.values():
+                vr.ok, vr.error = False, _error_entry(e)
+            self._pending, self._owners = [], []
+            return
         n_run = len(owners) if final else (len(owners) // self.batch_size) * self.batch_size
         for start in range(0, n_run, self.batch_size):
             stop = min(start + self.batch_size, n_run)

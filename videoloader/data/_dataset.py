@@ -178,9 +178,15 @@ class _SampleLoader:
             **self.reader_options,
         )
 
-    def load(self, index: int, record: VideoRecord, *, has_labels: bool) -> dict[str, Any] | None:
-        """The sample for item ``index`` (see :class:`VideoFrameDataset`), or None if skipped."""
+    def load(self, index: int, record: VideoRecord, *, has_labels: bool | None) -> dict[str, Any] | None:
+        """The sample for item ``index`` (see :class:`VideoFrameDataset`), or None if skipped.
+
+        ``has_labels``: whether the sample gets a ``label`` key; None: when the record has a label.
+        """
         from ..io import redact_url
+
+        if has_labels is None:
+            has_labels = record.label is not None
 
         state = self._state()
         url = redact_url(record.url)
@@ -227,7 +233,7 @@ class _SampleLoader:
         url: str,
         record: VideoRecord,
         transfer: dict[str, int],
-        has_labels: bool,
+        has_labels: bool | None,
         state: ProcessState,
     ) -> dict[str, Any] | None:
         if self.on_error == "raise":
@@ -292,9 +298,11 @@ class VideoFrameDataset(_SampleLoader, Dataset):
         index_cache: a directory for the on-disk index cache, shared by workers.
         num_threads: FFmpeg threads per reader; None: 1 in DataLoader workers, else 0 (FFmpeg picks).
         max_open_readers: idle readers kept open per process (LRU, closed on
-            eviction) so items of the same video reuse its index.
+            eviction) so items of the same video reuse its index and decoder;
+            keep it >= the loading threads of a process. 0: close after each item.
         max_concurrent_samples: items of one batch loaded concurrently per
-            process when DataLoader fetches a batch (``__getitems__``); 1: one by one.
+            process when DataLoader fetches a batch (``__getitems__``): one
+            item's network wait overlaps another's decoding. 1: one by one.
         reader_options: more ``VideoReader`` arguments (``track``, ``device``,
             ``source_options``...).
     """
@@ -312,7 +320,7 @@ class VideoFrameDataset(_SampleLoader, Dataset):
         storage_options: dict | None = None,
         index_cache: str | os.PathLike | None = None,
         num_threads: int | None = None,
-        max_open_readers: int = 4,
+        max_open_readers: int = 8,
         max_concurrent_samples: int = 4,
         reader_options: dict | None = None,
     ) -> None:
@@ -416,7 +424,7 @@ class VideoFrameIterableDataset(_SampleLoader, IterableDataset):
         storage_options: dict | None = None,
         index_cache: str | os.PathLike | None = None,
         num_threads: int | None = None,
-        max_open_readers: int = 4,
+        max_open_readers: int = 8,
         max_concurrent_samples: int = 4,
         reader_options: dict | None = None,
     ) -> None:
@@ -458,10 +466,11 @@ class VideoFrameIterableDataset(_SampleLoader, IterableDataset):
         wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
         return rank * nw + wid, world * nw
 
-    def has_labels(self) -> bool:
+    def has_labels(self) -> bool | None:
+        """Whether samples carry ``label``: known for lists; None for streams (then: when the record has one)."""
         if isinstance(self.sources, SourceTable):
             return self.sources.has_labels
-        return True  # streamed: a record without one gives label None
+        return None
 
     def items(self) -> Iterator[tuple[int, VideoRecord]]:
         """This shard's ``(position, record)`` pairs, from the resume point on."""

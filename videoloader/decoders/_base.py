@@ -72,6 +72,9 @@ class DecodedFrame:
 
     pts: int
     handle: Any
+    corrupt: bool = False
+    """The decoder flagged this frame, or a frame decoded before it in the same
+    group, as damaged (concealed errors propagate through references)."""
 
 
 class DecoderBackend(abc.ABC):
@@ -114,10 +117,21 @@ class DecoderBackend(abc.ABC):
                 if f.pts in wanted and f.pts not in out:
                     out[f.pts] = self.convert(f)
 
-        for p in packets:
-            keep(self.send(p))
-        keep(self.flush())
+        try:
+            for p in packets:
+                keep(self.send(p))
+            keep(self.flush())
+        except BaseException:
+            self.reset()
+            raise
         return out
+
+    def reset(self) -> None:
+        """Drop any buffered state after a failed group, ready for a new one."""
+        try:
+            self.flush()
+        except Exception:
+            pass
 
     def __enter__(self) -> "DecoderBackend":
         return self

@@ -58,9 +58,9 @@ def _as_int32(plane: torch.Tensor) -> torch.Tensor:
         return plane.to(torch.int32) & 0xFFFF
     if plane.dtype == torch.uint16:
         return plane.view(torch.int16).to(torch.int32) & 0xFFFF
-    if plane.dtype == torch.int32:
-        return plane
-    raise ValueError(f"expected an integer plane (uint8/uint16/int16/int32), got {plane.dtype}")
+    if plane.dtype in (torch.int32, torch.int64):
+        return plane.to(torch.int32)
+    raise ValueError(f"expected an integer plane (uint8/uint16/int16/int32/int64), got {plane.dtype}")
 
 
 def _upsample_chroma(c: torch.Tensor, height: int, width: int, chroma: ChromaMode) -> torch.Tensor:

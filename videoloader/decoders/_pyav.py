@@ -37,6 +37,11 @@ def frame_to_tensor(frame: av.VideoFrame, output: OutputSpec) -> torch.Tensor:
 class PyAVDecoder(DecoderBackend):
     """FFmpeg software decoding with FFmpeg's own threading.
 
+    Damage is never passed off as a frame: a packet FFmpeg rejects, a wanted
+    frame FFmpeg flags as corrupt (concealed errors), or any frame decoded after
+    a flagged one in the same group (it may reference the damage) raises
+    ``CorruptVideoError``. A wanted frame FFmpeg drops is reported by the reader.
+
     Args:
         config: codec, extradata and size from the index.
         output: output size for the colour conversion.
@@ -60,6 +65,8 @@ class PyAVDecoder(DecoderBackend):
         self._thread_type = thread_type
         self._ctx: av.CodecContext | None = None
         self._dirty = False
+        self._tainted = False
+        self._start_pts: int | None = None
 
     def _context(self) -> av.CodecContext:
         if self._ctx is None:
@@ -83,8 +90,31 @@ class PyAVDecoder(DecoderBackend):
             frames = ctx.decode(packet)
         except av.FFmpegError as e:
             where = "while draining" if packet is None else f"at packet pts={packet.pts}"
-            raise CorruptVideoError(f"{self.config.codec} decoder failed {where}: {e}") from e
-        return [DecodedFrame(pts=int(f.pts) if f.pts is not None else -(2**62), handle=f) for f in frames]
+            self.reset()
+            raise CorruptVideoError(f"{self.config.codec} decoder failed {where}: {e}") from None
+        out = []
+        for f in frames:
+            pts = int(f.pts) if f.pts is not None else -(2**62)
+            corrupt = bool(f.is_corrupt)
+            # Leading pictures of an open GOP (pts before the group's first
+            # packet) may come out damaged by design when decoding starts at
+            # that GOP; later frames never reference them, so they taint nothing.
+            if corrupt and self._start_pts is not None and pts >= self._start_pts:
+                self._tainted = True
+            out.append(DecodedFrame(pts=pts, handle=f, corrupt=corrupt or self._tainted))
+        return out
+
+    def reset(self) -> None:
+        # A frame-threaded FFmpeg decoder freed with work in flight after a
+        # failed send can deadlock (seen with PyAV 18.1); flushing first is safe.
+        if self._ctx is not None:
+            try:
+                self._ctx.flush_buffers()
+            except av.FFmpegError:
+                pass
+        self._dirty = False
+        self._tainted = False
+        self._start_pts: int | None = None
 
     def send(self, packet: Packet) -> list[DecodedFrame]:
         p = av.Packet(packet.data)
@@ -93,6 +123,8 @@ class PyAVDecoder(DecoderBackend):
         p.time_base = self._time_base
         if packet.is_sync:
             p.is_keyframe = True
+        if not self._dirty:
+            self._start_pts = packet.pts
         self._dirty = True
         return self._frames(p)
 
@@ -101,11 +133,14 @@ class PyAVDecoder(DecoderBackend):
             return []
         frames = self._frames(None)
         # After draining, FFmpeg's decoder sits at EOF until its buffers are flushed.
-        self._ctx.flush_buffers()
-        self._dirty = False
+        self.reset()
         return frames
 
     def convert(self, frame: DecodedFrame) -> torch.Tensor:
+        if frame.corrupt:
+            raise CorruptVideoError(
+                f"{self.config.codec} decoder concealed damage in frame pts={frame.pts} or a frame it references"
+            )
         return frame_to_tensor(frame.handle, self.output)
 
     def pixel_format(self) -> str | None:
@@ -115,4 +150,5 @@ class PyAVDecoder(DecoderBackend):
         return str(fmt) if fmt else None
 
     def close(self) -> None:
+        self.reset()
         self._ctx = None

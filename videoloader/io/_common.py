@@ -7,10 +7,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .._types import ByteRange
 from ._redact import redact_text
 
-__all__ = ["Identity", "Transient", "gather_or_cancel", "safe_cause", "describe"]
+__all__ = ["Identity", "ShortBody", "Transient", "describe", "gather_or_cancel", "safe_cause"]
 
 T = TypeVar("T")
 
@@ -80,8 +79,3 @@ async def gather_or_cancel(factories: Sequence[Callable[[], Awaitable[T]]], limi
             if not task.done():
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def check_lengths(ranges: Sequence[ByteRange], blobs: Sequence[bytes]) -> bool:
-    """True if every blob has exactly the length of its range."""
-    return all(len(b) == r.nbytes for r, b in zip(ranges, blobs))

@@ -223,7 +223,7 @@ class HttpBackend:
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as e:
             error = describe(e)
             raise Transient(error) from None
-        except aiohttp.ClientError as e:  # invalid URL, too many redirects, malformed reply
+        except (aiohttp.ClientError, RuntimeError) as e:  # bad URL, redirect loop, bad reply, session closed
             error = describe(e)
             raise SourceError(f"{self._redacted}: {error}") from safe_cause(e)
         finally:
@@ -345,8 +345,9 @@ class HttpBackend:
                 # Stop at the status line: reading on would download the whole object.
                 resp.close()
                 length = resp.content_length if resp.content_length is not None else "unknown"
+                kind = resp.headers.get("Content-Type", "no Content-Type")
                 raise RangeRequestError(
-                    f"{self._redacted}: {asked}, got HTTP 200 with the whole object (Content-Length {length}); "
+                    f"{self._redacted}: {asked}, got HTTP 200 with the whole object ({kind}, Content-Length {length}); "
                     f"closed the connection after {_raw_bytes(resp)} bytes. The server must honour Range "
                     "requests (Accept-Ranges: bytes)."
                 )

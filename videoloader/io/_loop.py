@@ -106,7 +106,10 @@ class SessionRegistry:
                 entry.refs += 1
                 return entry.session
         # Create outside the lock: the loop thread may need the lock (a finalizer
-        # calling release()) while we wait for it.
+        # calling release()) while we wait for it. Import here, not on the loop
+        # thread, so the ~0.4 s import never stalls other transfers.
+        import aiohttp  # noqa: F401
+
         session = run_sync(_new_session(dict(client_kwargs or {})))
         with self._lock:
             entry = self._entries.get(key)
@@ -158,7 +161,13 @@ async def _new_session(client_kwargs: dict[str, Any]) -> Any:
         )
     # Bodies must be the wire bytes: never decompress (we also send Accept-Encoding: identity).
     client_kwargs["auto_decompress"] = False
-    return aiohttp.ClientSession(**client_kwargs)
+    session = aiohttp.ClientSession(**client_kwargs)
+    # aiohttp re-sends an idempotent request once, silently, when the connection
+    # drops before the reply; our RetryPolicy does that instead, so every attempt
+    # is a TransferRecord (private switch, harmless if a later aiohttp drops it).
+    if hasattr(session, "_retry_connection"):
+        session._retry_connection = False
+    return session
 
 
 async def _close_session(session: Any) -> None:

@@ -32,8 +32,9 @@ def redact_url(url: str) -> str:
         'https://cdn.example.com/v.mp4'
     """
     url = str(url)
-    if "::" in url:
-        return "::".join(redact_url(part) for part in url.split("::"))
+    parts = _split_chain(url)
+    if len(parts) > 1:
+        return "::".join(redact_url(part) for part in parts)
     if "://" not in url:
         return url
     try:
@@ -45,6 +46,24 @@ def redact_url(url: str) -> str:
         rest = re.split(r"[?#]", rest, maxsplit=1)[0]
         host, slash, path = rest.partition("/")
         return f"{scheme}://{host.rpartition('@')[2]}{slash}{path}"
+
+
+def _split_chain(url: str) -> list[str]:
+    """Split an fsspec chain ``a::b::c`` on ``::`` outside IPv6 brackets (``http://[::1]/``)."""
+    parts, depth, begin, i = [], 0, 0, 0
+    while i < len(url):
+        c = url[i]
+        if c == "[":
+            depth += 1
+        elif c == "]":
+            depth = max(0, depth - 1)
+        elif depth == 0 and url.startswith("::", i):
+            parts.append(url[begin:i])
+            begin = i = i + 2
+            continue
+        i += 1
+    parts.append(url[begin:])
+    return parts
 
 
 def redact_text(text: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import os
 import threading
 from collections.abc import Iterable
@@ -74,7 +73,10 @@ class TransferStats:
             raise ValueError(f"TransferStats.max_records must be >= 0 or None, got {max_records}")
         self._parent = parent
         self._max_records = max_records
-        self._records: collections.deque[TransferRecord] = collections.deque(maxlen=max_records)
+        # Append-only list (replaced, never edited, when trimmed to max_records), so a
+        # snapshot can share it and remember its length: snapshot() is O(1), since() O(new).
+        self._records: list[TransferRecord] = []
+        self._end: int | None = None  # a snapshot's view: records[:_end]
         self._bytes_requested = 0
         self._bytes_received = 0
         self._num_requests = 0
@@ -104,6 +106,8 @@ class TransferStats:
             raise TypeError(f"TransferStats.add takes a TransferRecord, got {type(record).__name__}")
         with self._guard():
             self._records.append(record)
+            if self._max_records is not None and len(self._records) >= 2 * self._max_records + 64:
+                self._records = self._records[len(self._records) - self._max_records :]
             self._bytes_requested += record.bytes_requested
             self._bytes_received += record.bytes_received
             self._num_requests += 1
@@ -138,16 +142,26 @@ class TransferStats:
 
     @property
     def records(self) -> list[TransferRecord]:
-        """A copy of the records, oldest first."""
+        """A copy of the records, oldest first (the newest ``max_records`` if bounded)."""
         with self._guard():
-            return list(self._records)
+            return self._tail(self._num_requests)
+
+    def _tail(self, n: int) -> list[TransferRecord]:
+        """The newest ``n`` retained records (fewer if not retained)."""
+        end = len(self._records) if self._end is None else self._end
+        keep = min(n, end)
+        if self._max_records is not None:
+            keep = min(keep, self._max_records)
+        return self._records[end - keep : end] if keep else []
 
     def snapshot(self) -> TransferStats:
-        """A frozen copy of the current state (``add()`` on it raises TypeError)."""
+        """A frozen copy of the current state (``add()`` on it raises TypeError); O(1)."""
         with self._guard():
-            return self._frozen_copy(
-                list(self._records), self._bytes_requested, self._bytes_received, self._num_requests, self._num_retries
+            copy = self._frozen_copy(
+                self._records, self._bytes_requested, self._bytes_received, self._num_requests, self._num_retries
             )
+            copy._end = len(self._records)
+            return copy
 
     def since(self, snapshot: TransferStats) -> TransferStats:
         """What was added after ``snapshot`` (taken from this object) as a frozen TransferStats."""
@@ -155,9 +169,8 @@ class TransferStats:
             new = self._num_requests - snapshot.num_requests
             if new < 0:
                 raise ValueError("since(): the snapshot is newer than this TransferStats (taken from another one?)")
-            kept = list(self._records)[-new:] if new else []
             return self._frozen_copy(
-                kept,
+                self._tail(new),
                 self._bytes_requested - snapshot.bytes_requested,
                 self._bytes_received - snapshot.bytes_received,
                 new,
@@ -166,7 +179,7 @@ class TransferStats:
 
     def _frozen_copy(self, records: list[TransferRecord], requested: int, received: int, n: int, retries: int) -> TransferStats:
         copy = TransferStats(max_records=self._max_records)
-        copy._records.extend(records)
+        copy._records = records
         copy._bytes_requested, copy._bytes_received = requested, received
         copy._num_requests, copy._num_retries = n, retries
         copy._frozen = True
@@ -189,7 +202,10 @@ class TransferStats:
         )
 
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
+        with self._guard():
+            state = self.__dict__.copy()
+            state["_records"] = self._tail(self._num_requests)
+        state["_end"] = None
         del state["_lock"]
         return state
 

@@ -73,6 +73,17 @@ class IndexCache:
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["max_entries"], directory=state["directory"])
 
+    @classmethod
+    def for_directory(cls, directory: str | os.PathLike) -> "IndexCache":
+        """The process's cache for ``directory`` (one per resolved folder, so
+        its in-memory LRU is shared by every reader using that folder)."""
+        key = str(Path(directory).expanduser().resolve())
+        with _BY_DIRECTORY_LOCK:
+            cache = _BY_DIRECTORY.get(key)
+            if cache is None:
+                cache = _BY_DIRECTORY[key] = cls(directory=key)
+            return cache
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
@@ -155,6 +166,9 @@ class IndexCache:
         kwargs = {name: meta[name] for name in _SCALARS}
         return SampleIndex(extradata=extradata, **arrays, **kwargs)
 
+
+_BY_DIRECTORY: dict[str, IndexCache] = {}
+_BY_DIRECTORY_LOCK = threading.Lock()
 
 #: The process-wide cache ``load_index`` uses unless told otherwise.
 default_index_cache = IndexCache()

@@ -152,9 +152,14 @@ def parse_moof(buf: Buffer, moof: Box, state: FragmentState, *, max_samples: int
                         f"{url}: trun at offset {box.start} claims {sample_count} samples, beyond the "
                         f"{max_samples} the file's size allows."
                     )
+                d_dur, d_size, d_flags = defaults
+                if not flags & _SAMPLE_SIZE and sample_count * max(d_size, 1) > buf.file_size:
+                    raise MP4ParseError(
+                        f"{url}: trun at offset {box.start} claims {sample_count} samples of {d_size} bytes, "
+                        f"more than the whole file ({buf.file_size} bytes)."
+                    )
                 table = np.frombuffer(r.view(sample_count * record), dtype=">u4").reshape(sample_count, len(fields))
                 col = {f: table[:, i] for i, f in enumerate(fields)}
-                d_dur, d_size, d_flags = defaults
                 durations = col[_SAMPLE_DURATION].astype(np.int64) if _SAMPLE_DURATION in col else np.full(sample_count, d_dur, np.int64)
                 sizes = col[_SAMPLE_SIZE].astype(np.int64) if _SAMPLE_SIZE in col else np.full(sample_count, d_size, np.int64)
                 if _SAMPLE_FLAGS in col:

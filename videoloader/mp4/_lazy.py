@@ -54,6 +54,7 @@ class FragmentLocator:
             raise MP4ParseError(f"{self.url}: fragmented file without any moof after the moov.")
         self._first = layout.first_moof
         self.requests = 0
+        self._first_moof: tuple[Buffer, Box] | None = None
 
     def _read(self, start: int, stop: int) -> Buffer:
         stop = min(stop, self.size)
@@ -71,8 +72,9 @@ class FragmentLocator:
             buf = self._read(pos, box.end + 16)
         return buf, box
 
-    def _next_moof_after(self, pos: int, stop: int) -> int | None:
-        """First verified moof start in ``[pos, stop)``, reading doubling windows."""
+    def _next_moof_after(self, pos: int, stop: int) -> tuple[int, Buffer] | None:
+        """First verified moof start in ``[pos, stop)`` and the bytes read there,
+        reading doubling windows."""
         window = _WINDOW_BYTES
         while pos < stop:
             end = min(stop + 16, pos + window, self.size)
@@ -85,8 +87,10 @@ class FragmentLocator:
                     size, = struct.unpack_from(">I", data, q)
                     if (16 <= size <= _MAX_MOOF_BYTES and data[q + 12 : q + 16] == b"mfhd"
                             and struct.unpack_from(">I", data, q + 8)[0] == 16 and pos + q < stop):
-                        return pos + q
+                        return pos + q, buf
                 at = data.find(b"moof", at + 1)
+            if end >= min(stop + 16, self.size):
+                return None  # scanned up to stop
             pos = max(pos + 1, end - 16)  # overlap so a header split across windows is seen
             window *= 2
         return None
@@ -107,7 +111,9 @@ class FragmentLocator:
 
     def fragment_for_time(self, dts_ticks: int) -> MoofSamples:
         """Samples of the last fragment whose first dts is <= ``dts_ticks``."""
-        lo_buf, lo_box = self._moof_at(self._first)
+        if self._first_moof is None:
+            self._first_moof = self._moof_at(self._first)
+        lo_buf, lo_box = self._first_moof
         lo = lo_box.start
         hi = self.size
         while True:
@@ -115,12 +121,13 @@ class FragmentLocator:
             if nxt >= hi:
                 break  # no fragment starts between lo and hi
             mid = max((lo + hi) // 2, nxt)
-            cand = self._next_moof_after(mid, hi)
-            if cand is None:
+            found = self._next_moof_after(mid, hi)
+            if found is None:
                 # No fragment starts in [mid, hi): the answer starts before mid.
                 hi = mid
                 continue
-            buf, box = self._moof_at(cand)
+            cand, window = found
+            buf, box = self._moof_at(cand, window)
             if self._tfdt(buf, box) <= dts_ticks:
                 lo, lo_buf, lo_box = cand, buf, box
             else:

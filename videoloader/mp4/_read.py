@@ -9,7 +9,7 @@ every moof of the track (concurrent reads, never an mdat body).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
 
 import numpy as np
 
@@ -21,7 +21,6 @@ from ._codec import parse_stsd
 from ._edits import apply_edit_list, simple_time_offset
 from ._fragments import (
     FragmentState,
-    MoofSamples,
     parse_mfro,
     parse_moof,
     parse_sidx,
@@ -33,9 +32,6 @@ from ._moov import Movie, Track, TrackExtends, parse_moov
 
 __all__ = ["load_index", "read_index"]
 
-_USE_DEFAULT = object()
-#: First guess of a moof's size when it is read blind (grows with what is seen).
-_MOOF_GUESS_BYTES = 8 * 1024
 _MAX_INDEX_BYTES = 512 * 1024 * 1024
 
 
@@ -82,14 +78,29 @@ def _stats_delta(source, snapshot, counting: _CountingSource) -> tuple[int, int]
     return counting.nbytes, counting.requests
 
 
-def load_index(source, *, track: int | None = None, cache: IndexCache | None = _USE_DEFAULT) -> SampleIndex:  # type: ignore[assignment]
+def _resolve_cache(cache) -> IndexCache | None:
+    if cache is None:
+        return default_index_cache
+    if cache is False:
+        return None
+    if isinstance(cache, IndexCache):
+        return cache
+    if isinstance(cache, (str, os.PathLike)):
+        return IndexCache.for_directory(cache)
+    raise TypeError(f"load_index: cache must be an IndexCache, a folder path, None or False, got {type(cache).__name__}")
+
+
+def load_index(source, *, track: int | None = None, cache=None) -> SampleIndex:
     """Build the complete SampleIndex of one video track.
 
     Args:
         source: a RangeSource (``.url``, ``.size``, ``.validator``,
             ``.read_ranges``, ``.stats``).
         track: track_ID to index; default the first video track.
-        cache: an IndexCache; default the process-wide one; None disables.
+        cache: None (default): the process-wide in-memory cache
+            ``default_index_cache``; a folder path: an on-disk cache there
+            (plus an in-memory LRU shared by every load using that folder);
+            an IndexCache; False: no caching.
 
     Returns:
         The SampleIndex, with ``index_nbytes``/``index_requests`` giving what
@@ -101,8 +112,7 @@ def load_index(source, *, track: int | None = None, cache: IndexCache | None = _
         MP4ParseError: broken boxes or tables.
         UnsupportedFormatError: no video track, encryption, unknown codec.
     """
-    if cache is _USE_DEFAULT:
-        cache = default_index_cache
+    cache = _resolve_cache(cache)
     url = source.url
     size = int(source.size)
     key = cache_key(url, size, getattr(source, "validator", None), track)
@@ -210,7 +220,7 @@ def _build_index(source: _CountingSource, *, track: int | None) -> SampleIndex:
         trex = movie.trex.get(trak.track_ID) or TrackExtends(trak.track_ID, 1, 0, 0, 0)
         state = FragmentState(trak.track_ID, trex, time_offset=time_offset, track_end=track_end)
         moofs = _read_fragments(source, layout, trak.track_ID)
-        max_samples = size // 1 + 1
+        max_samples = size  # every sample holds at least one byte
         prev_dts = int(parts[-1][2][-1]) if parts and len(parts[-1][2]) else None
         for buf, moof in moofs:
             m = parse_moof(buf, moof, state, max_samples=max_samples)
@@ -332,12 +342,14 @@ def _read_fragments(source, layout: Layout, track_ID: int) -> list[tuple[Buffer,
     url = source.url
     size = source.size
     known, limit, _method = _fragment_offsets(source, layout, track_ID)
-    guess = _MOOF_GUESS_BYTES
+    # Blind reads are sized on the largest moof seen (+16 bytes for the next
+    # header): exact for regular files, a few bytes into the mdat at worst.
+    # Until a moof has been seen, read 16-byte headers first (exact, 2 rounds).
+    max_moof = 0
     if layout.first_moof is not None:
         first = layout.buffer_for(layout.first_moof, layout.first_moof + 16)
         if first is not None:
-            # Size later blind reads on the first moof (fragments are alike).
-            guess = max(1024, 2 * parse_box_header(first, layout.first_moof, size).size + 64)
+            max_moof = parse_box_header(first, layout.first_moof, size).size
     seen: set[int] = set()
     found: dict[int, tuple[Buffer, Box]] = {}
     pending = sorted(set(known))
@@ -355,7 +367,7 @@ def _read_fragments(source, layout: Layout, track_ID: int) -> list[tuple[Buffer,
                 if buf.covers(off, min(size, box.end + 16 if box.type == "moof" else off + 16)):
                     ready.append((off, buf))
                     continue
-            todo.append((off, min(size, off + guess)))
+            todo.append((off, min(size, off + (max_moof + 16 if max_moof else 16))))
         if todo:
             nbytes += sum(b - a for a, b in todo)
             if nbytes > _MAX_INDEX_BYTES:
@@ -363,23 +375,28 @@ def _read_fragments(source, layout: Layout, track_ID: int) -> list[tuple[Buffer,
             datas = source.read_ranges([ByteRange(a, b) for a, b in todo])
             for (a, _b), data in zip(todo, datas):
                 ready.append((a, Buffer(bytes(data), a, url=url, file_size=size)))
+        # Moofs larger than what was read: one concurrent round of exact reads.
+        short = []
+        for i, (off, buf) in enumerate(ready):
+            box = parse_box_header(buf, off, size)
+            if box.type == "moof":
+                max_moof = max(max_moof, box.size)
+                if not buf.covers(off, min(size, box.end + 16)):
+                    short.append((i, off, min(size, box.end + 16)))
+        if short:
+            nbytes += sum(b - a for _i, a, b in short)
+            datas = source.read_ranges([ByteRange(a, b) for _i, a, b in short])
+            for (i, a, _b), data in zip(short, datas):
+                ready[i] = (a, Buffer(bytes(data), a, url=url, file_size=size))
         pending = []
         for off, buf in ready:
             box = parse_box_header(buf, off, size)
             if box.type == "moof":
-                want = min(size, box.end + 16)
-                if not buf.covers(off, want):
-                    # Bigger than the guess: read exactly the moof (+ next header).
-                    guess = max(1024, 2 * box.size + 64)
-                    data = source.read_ranges([ByteRange(off, want)])[0]
-                    nbytes += want - off
-                    buf = Buffer(bytes(data), off, url=url, file_size=size)
-                else:
-                    guess = max(1024, 2 * box.size + 64)
                 found[off] = (buf, box)
                 nxt_pos = box.end
                 if nxt_pos + 8 <= limit:
-                    nxt = parse_box_header(buf, nxt_pos, size) if buf.covers(nxt_pos, nxt_pos + 16) or buf.covers(nxt_pos, min(size, nxt_pos + 16)) else None
+                    covered = buf.covers(nxt_pos, min(size, nxt_pos + 16))
+                    nxt = parse_box_header(buf, nxt_pos, size) if covered else None
                     if nxt is None:
                         pending.append(nxt_pos)
                     elif nxt.type == "moof":

@@ -1,0 +1,357 @@
+"""Perfect reads: bytes and requests per random frame over HTTP, against the minimum.
+
+    .venv/bin/python benchmarks/bandwidth.py --quick     # ~1 min: corpus + 10 s 720p files
+    .venv/bin/python benchmarks/bandwidth.py             # full: corpus + 60 s 720p files
+
+For every MP4 kind of tests/media.py's corpus, plus a long 720p H.264 file
+(faststart) and a fragmented one, served by the loopback server
+(tests/server.py), it measures:
+
+* index cost to open: body bytes and HTTP requests (HEAD included) that
+  ``read_index(url)`` and ``VideoReader(url)`` cost (each on its own URL, so
+  the process-wide index cache never answers);
+* per random frame: 16 random frames, each read with a fresh
+  ``get_frames_at([i])`` call, then the same 16 in one batched call;
+* the minimum: bytes of the video packets from the sync packet to the target
+  in decode order, from PyAV's own packet list (an independent demuxer); for a
+  leading frame of an open GOP (pts before its GOP's keyframe) from the keyframe
+  before. The batched minimum is the union of those packet spans;
+* peers, same frames, same run: PyAV on an fsspec HTTP file object
+  (``fsspec.filesystem("http").open(url)``, default 5 MiB blocks; ``av.open``,
+  seek to the keyframe before each frame, decode to it), and full download.
+
+Bytes are what the server wrote to the socket (its per-path counter); the
+reader's TransferStats are recorded beside them and must agree.
+
+Targets (issue "Perfect reads"): videoloader bytes/frame <= 1.10x minimal on
+every MP4 kind, >= 5x fewer bytes than PyAV over fsspec.
+
+Prints one JSON line per measurement, then markdown tables; writes
+benchmarks/results/bandwidth.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402  (sets sys.path for videoloader and tests/)
+
+import numpy as np  # noqa: E402
+
+MP4_KINDS = [
+    "h264_faststart", "h264_moov_end", "h264_bframes", "h264_open_gop", "h264_editlist", "hevc_8bit",
+    "hevc_10bit", "av1", "vp9_mp4", "frag_nosidx", "frag_sidx", "frag_mfra", "audio_first", "vfr",
+    "one_frame", "co64",
+]
+
+
+# --------------------------------------------------------------------------- the minimum, from PyAV
+
+
+class PacketTable:
+    """Video packets in decode order, as PyAV's demuxer lists them."""
+
+    def __init__(self, path: Path) -> None:
+        import av
+
+        with av.open(str(path)) as c:
+            vs = c.streams.video[0]
+            rows = [(p.pts, p.dts, p.size, p.is_keyframe, p.is_discard) for p in c.demux(vs) if p.size > 0]
+            self.time_base = vs.time_base
+        self.pts = np.array([r[0] for r in rows], dtype=np.int64)
+        self.sizes = np.array([r[2] for r in rows], dtype=np.int64)
+        self.key = np.array([r[3] for r in rows], dtype=bool)
+        discard = np.array([r[4] for r in rows], dtype=bool)
+        shown = np.flatnonzero(~discard)
+        self.frame_to_packet = shown[np.argsort(self.pts[shown], kind="stable")]
+        self.keys = np.flatnonzero(self.key)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_to_packet)
+
+    def frame_pts(self, frame: int) -> int:
+        return int(self.pts[self.frame_to_packet[frame]])
+
+    def span(self, frame: int) -> tuple[int, int]:
+        """Packets [first, last] (decode order) a decoder needs for ``frame``."""
+        t = int(self.frame_to_packet[frame])
+        pos = int(np.searchsorted(self.keys, t, side="right")) - 1
+        if pos < 0:
+            return 0, t
+        # Open GOP: a leading picture (pts before its keyframe) needs the GOP before.
+        while pos > 0 and self.pts[self.keys[pos]] > self.pts[t]:
+            pos -= 1
+        return int(self.keys[pos]), t
+
+    def minimal_bytes(self, frames: list[int]) -> int:
+        need = np.zeros(len(self.sizes), dtype=bool)
+        for f in frames:
+            a, b = self.span(f)
+            need[a : b + 1] = True
+        return int(self.sizes[need].sum())
+
+
+# --------------------------------------------------------------------------- server accounting
+
+
+class Meter:
+    """Body bytes and requests the loopback server served for one name."""
+
+    def __init__(self, server, name: str) -> None:
+        self.server, self.path = server, "/" + name
+
+    def read(self) -> tuple[int, int, int]:
+        reqs = [r for r in self.server.requests if r[1] == self.path]
+        gets = sum(1 for r in reqs if r[0] == "GET")
+        return self.server.bytes_sent_for(self.path), len(reqs), gets
+
+    def delta(self, before: tuple[int, int, int]) -> dict[str, int]:
+        b, n, g = self.read()
+        return {"bytes": b - before[0], "requests": n - before[1], "gets": g - before[2]}
+
+
+# --------------------------------------------------------------------------- one video
+
+
+def measure_video(server, kind: str, path: Path, *, num_frames: int, seed: int, base: dict) -> dict[str, Any]:
+    import av
+    import fsspec
+
+    import videoloader
+
+    table = PacketTable(path)
+    rng = np.random.default_rng(seed)
+    n = table.num_frames
+    frames = rng.choice(n, size=min(num_frames, n), replace=False).tolist() if n >= num_frames else \
+        rng.integers(0, n, size=num_frames).tolist()
+    file_size = path.stat().st_size
+    data = path.read_bytes()
+    out: dict[str, Any] = {"kind": kind, "file_bytes": file_size, "num_frames": n, "frames": frames}
+    rec = dict(base, bench="bandwidth", video=kind, file_bytes=file_size)
+
+    # -- index: read_index on its own URL (process cache cannot answer)
+    name_ri = f"{kind}-read_index{path.suffix}"
+    url = server.add(name_ri, data)
+    m = Meter(server, name_ri)
+    before = m.read()
+    t0 = time.perf_counter()
+    idx = videoloader.read_index(url)
+    dt = time.perf_counter() - t0
+    d = m.delta(before)
+    out["read_index"] = dict(d, index_nbytes=idx.index_nbytes, index_requests=idx.index_requests, seconds=dt)
+    emit(rec, reader="videoloader", op="read_index", seconds=dt, bytes_received=d["bytes"],
+         bytes_requested=idx.index_nbytes, requests=d["requests"], frames=0)
+
+    # -- VideoReader open
+    name_vl = f"{kind}-videoloader{path.suffix}"
+    url = server.add(name_vl, data)
+    m = Meter(server, name_vl)
+    before = m.read()
+    t0 = time.perf_counter()
+    reader = videoloader.VideoReader(url, backend="cpu")
+    dt = time.perf_counter() - t0
+    d = m.delta(before)
+    st = reader.transfer_stats
+    out["open"] = dict(d, stats_bytes_received=st.bytes_received, stats_requests=st.num_requests,
+                       index_nbytes=reader.index.index_nbytes, index_requests=reader.index.index_requests,
+                       seconds=dt, access_path=reader.access_path)
+    emit(rec, reader="videoloader", op="open", seconds=dt, bytes_received=d["bytes"],
+         bytes_requested=st.bytes_requested, stats_bytes_received=st.bytes_received, requests=d["requests"],
+         frames=0)
+    if reader.metadata.num_frames != n:
+        out["frame_count_mismatch"] = [reader.metadata.num_frames, n]
+
+    # -- per frame, one fresh call each
+    per_frame = []
+    vl_frames = {}
+    for f in frames:
+        snap = st.snapshot()
+        before = m.read()
+        t0 = time.perf_counter()
+        batch = reader.get_frames_at([f])
+        dt = time.perf_counter() - t0
+        d = m.delta(before)
+        delta = st.since(snap)
+        vl_frames[f] = batch.data[0].permute(1, 2, 0).numpy()
+        row = dict(frame=f, bytes=d["bytes"], gets=d["gets"], seconds=dt, plan_nbytes=reader.plan([f]).nbytes,
+                   stats_bytes_received=delta.bytes_received, stats_bytes_requested=delta.bytes_requested,
+                   minimal=table.minimal_bytes([f]))
+        per_frame.append(row)
+        emit(rec, reader="videoloader", op="frame", frame=f, seconds=dt, frames_per_s=1 / dt,
+             mb_per_s=d["bytes"] / dt / 1e6, bytes_received=d["bytes"], bytes_requested=delta.bytes_requested,
+             stats_bytes_received=delta.bytes_received, requests=d["gets"], plan_nbytes=row["plan_nbytes"],
+             minimal_bytes=row["minimal"])
+    out["per_frame"] = per_frame
+
+    # -- one batched call of the same frames
+    snap = st.snapshot()
+    before = m.read()
+    t0 = time.perf_counter()
+    reader.get_frames_at(frames)
+    dt = time.perf_counter() - t0
+    d = m.delta(before)
+    delta = st.since(snap)
+    out["batched"] = dict(d, seconds=dt, plan_nbytes=reader.plan(frames).nbytes,
+                          stats_bytes_received=delta.bytes_received, minimal=table.minimal_bytes(frames))
+    emit(rec, reader="videoloader", op="batch", frames=len(frames), seconds=dt, frames_per_s=len(frames) / dt,
+         mb_per_s=d["bytes"] / dt / 1e6, bytes_received=d["bytes"], bytes_requested=delta.bytes_requested,
+         stats_bytes_received=delta.bytes_received, requests=d["gets"], plan_nbytes=out["batched"]["plan_nbytes"],
+         minimal_bytes=out["batched"]["minimal"])
+    reader.close()
+
+    # -- PyAV over an fsspec HTTP file object (default block size)
+    name_fs = f"{kind}-pyav_fsspec{path.suffix}"
+    url = server.add(name_fs, data)
+    m = Meter(server, name_fs)
+    before = m.read()
+    t0 = time.perf_counter()
+    fs = fsspec.filesystem("http", skip_instance_cache=True)
+    equal, differ = 0, []
+    with fs.open(url, "rb") as fobj, av.open(fobj) as container:
+        vs = container.streams.video[0]
+        vs.thread_type = "AUTO"
+        d_open = m.delta(before)
+        t_open = time.perf_counter() - t0
+        for f in frames:
+            target = table.frame_pts(f)
+            container.seek(target, stream=vs, backward=True, any_frame=False)
+            got = None
+            for fr in container.decode(vs):
+                if fr.pts is not None and fr.pts >= target:
+                    got = fr if fr.pts == target else None
+                    break
+            if got is not None and np.array_equal(got.to_ndarray(format="rgb24"), vl_frames[f]):
+                equal += 1
+            else:
+                differ.append(f)
+    dt = time.perf_counter() - t0
+    d = m.delta(before)
+    out["pyav_fsspec"] = dict(d, open_bytes=d_open["bytes"], open_requests=d_open["requests"], seconds=dt,
+                              open_seconds=t_open, frames_equal_to_videoloader=equal,
+                              frames_differing=differ)
+    emit(rec, reader="pyav_fsspec", op="open+frames", frames=len(frames), seconds=dt,
+         frames_per_s=len(frames) / dt, mb_per_s=d["bytes"] / dt / 1e6, bytes_received=d["bytes"],
+         requests=d["requests"], frames_equal_to_videoloader=equal)
+    return out
+
+
+def emit(base: dict, **kw: Any) -> None:
+    _common.emit({**base, **kw})
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def summarise(v: dict[str, Any]) -> dict[str, Any]:
+    k = len(v["per_frame"])
+    vl = sum(r["bytes"] for r in v["per_frame"])
+    mn = sum(r["minimal"] for r in v["per_frame"])
+    idx_bytes = v["open"]["bytes"]
+    pf = v["pyav_fsspec"]
+    vl_total = idx_bytes + vl
+    return {
+        "kind": v["kind"],
+        "index bytes": idx_bytes,
+        "index requests": v["open"]["requests"],
+        "videoloader bytes/frame": vl / k,
+        "minimal bytes/frame": mn / k,
+        "ratio": vl / mn if mn else float("nan"),
+        "ratio incl. index": vl_total / mn if mn else float("nan"),
+        "batch ratio": v["batched"]["bytes"] / v["batched"]["minimal"] if v["batched"]["minimal"] else float("nan"),
+        "PyAV-fsspec bytes/frame": pf["bytes"] / k,
+        "PyAV-fsspec / videoloader": pf["bytes"] / vl_total if vl_total else float("nan"),
+        "full download bytes": v["file_bytes"],
+        "requests/frame": sum(r["gets"] for r in v["per_frame"]) / k,
+        "PyAV frames equal": f"{pf['frames_equal_to_videoloader']}/{k}",
+        "stats==server": all(r["bytes"] == r["stats_bytes_received"] for r in v["per_frame"])
+        and v["open"]["bytes"] == v["open"]["stats_bytes_received"],
+    }
+
+
+COLUMNS = ["kind", "index bytes", "index requests", "videoloader bytes/frame", "minimal bytes/frame", "ratio",
+           "ratio incl. index", "batch ratio", "PyAV-fsspec bytes/frame", "PyAV-fsspec / videoloader",
+           "full download bytes", "requests/frame", "PyAV frames equal", "stats==server"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="10 s long files instead of 60 s")
+    ap.add_argument("--long-seconds", type=float, default=None, help="length of the 720p files (default 60, quick 10)")
+    ap.add_argument("--frames", type=int, default=16, help="random frames per video")
+    ap.add_argument("--kinds", nargs="*", default=None, help="corpus kinds (default: every MP4 kind)")
+    ap.add_argument("--no-long", action="store_true", help="skip the 720p files")
+    ap.add_argument("--latency-ms", type=float, default=0.0, help="server latency per request")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="bandwidth", help="results/<out>.json")
+    args = ap.parse_args(argv)
+    long_seconds = args.long_seconds or (10.0 if args.quick else 60.0)
+
+    import media
+    from server import LoopbackServer
+
+    base = {**_common.device_info(), "backend": "cpu"}
+    videos: list[tuple[str, Path]] = []
+    gen: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="vl-bench-") as tmp:
+        t0 = time.perf_counter()
+        corpus = media.make_corpus(Path(tmp) / "corpus", args.kinds or MP4_KINDS)
+        gen["corpus"] = time.perf_counter() - t0
+        videos += list(corpus.items())
+        if not args.no_long:
+            nf = int(round(long_seconds * 30))
+            tag = f"{int(long_seconds)}s"
+            recipe = dict(codec="h264", width=1280, height=720, num_frames=nf, fps=30, gop=60, bframes=3,
+                          preset="veryfast")
+            p, gen[f"h264_720p_{tag}"] = _common.media_path(f"bw_h264_720p_{tag}", movflags="faststart", **recipe)
+            videos.append((f"h264_720p_{tag}", p))
+            p, gen[f"h264_720p_{tag}_frag"] = _common.media_path(
+                f"bw_h264_720p_{tag}_frag", movflags="frag_keyframe+empty_moov+default_base_moof", **recipe)
+            videos.append((f"h264_720p_{tag}_frag", p))
+
+        results = []
+        with LoopbackServer(latency_seconds=args.latency_ms / 1000) as server:
+            for i, (kind, path) in enumerate(videos):
+                results.append(measure_video(server, kind, path, num_frames=args.frames, seed=args.seed + i,
+                                             base=base))
+
+    rows = [summarise(v) for v in results]
+    table = _common.markdown_table(rows, COLUMNS)
+    worst = max(rows, key=lambda r: r["ratio"] if r["ratio"] == r["ratio"] else 0)
+    fs_ratios = [r["PyAV-fsspec / videoloader"] for r in rows]
+    verdict = {
+        "max_ratio_vs_minimal": worst["ratio"],
+        "max_ratio_kind": worst["kind"],
+        "kinds_over_1.10": [r["kind"] for r in rows if r["ratio"] > 1.10],
+        "kinds_over_1.10_incl_index": [r["kind"] for r in rows if r["ratio incl. index"] > 1.10],
+        "min_pyav_fsspec_over_videoloader": min(fs_ratios),
+        "kinds_under_5x_vs_pyav_fsspec": [r["kind"] for r in rows if r["PyAV-fsspec / videoloader"] < 5],
+    }
+    print()
+    print(f"## bandwidth ({'quick' if args.quick else 'full'}; {args.frames} random frames per video, "
+          f"latency {args.latency_ms:g} ms; bytes = body bytes the server sent)")
+    print()
+    print(table)
+    print()
+    print("ratio = videoloader/minimal per-frame bytes (fresh call per frame); 'incl. index' adds the open's "
+          "bytes amortised over the frames; batch ratio = one call of all frames vs the union minimum; "
+          "PyAV-fsspec / videoloader = total bytes (open + frames) of each.")
+    print()
+    for k, v in verdict.items():
+        print(f"- {k}: {v}")
+    payload = {"args": vars(args), "long_seconds": long_seconds, "generation_seconds": gen,
+               "device": _common.device_info(), "versions": _common.versions(), "summary": rows,
+               "verdict": verdict, "videos": results}
+    print(f"\nwrote {_common.write_json(args.out, payload)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

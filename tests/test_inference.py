@@ -1,0 +1,233 @@
+"""run_inference end to end over the loopback server: keys, units, errors, seeds, PNGs, bandwidth."""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+
+from app_helpers import CLASS_NAMES, TinyNet, check_result_schema, decode_png, serve_videos
+from videoloader import VideoReader
+from videoloader.inference import InferenceResult, WeightsUnavailableError, run_inference
+
+NAMES = ["h264_faststart", "h264_bframes", "mkv_h264"]
+FAST = dict(model=TinyNet(), weights=None, device="cpu", class_names=CLASS_NAMES, num_workers=2)
+
+
+@pytest.fixture
+def served(http_server, corpus):
+    return serve_videos(http_server, corpus, NAMES)
+
+
+def test_end_to_end_with_one_broken_video(served, caplog):
+    server = served.server
+    server.reset_counts()
+    caplog.set_level(logging.DEBUG, logger="videoloader")
+    calls = []
+    result = run_inference(
+        video_urls=served.url_list(), frames_per_video=3, random_seed=7, return_frame_png=True, batch_size=4,
+        progress=lambda done, total, info: calls.append((done, total, info["ok"])), **FAST,
+    )
+    check_result_schema(result)
+    assert result["status"] == "partial" and result["num_failed"] == 1 and result["num_succeeded"] == 3
+    assert calls == [(1, 4, True), (2, 4, True), (3, 4, True), (4, 4, False)]
+    assert result["device"] == "cpu" and result["gpu_name"] is None
+    assert result["torch_version"] == torch.__version__
+    assert result["model"] == "TinyNet" and result["weights"] is None
+    assert set(result["top_classes"]) <= set(CLASS_NAMES)
+
+    videos = {name: v for name, v in zip(served.urls, result["videos"])}
+    assert [v["index"] for v in result["videos"]] == [0, 1, 2, 3]
+
+    # The broken video: an error entry, nothing else stopped.
+    bad = videos["broken"]
+    assert not bad["ok"] and bad["top_classes"] == [] and bad["selected_frame_indices"] == []
+    assert bad["error"]["type"] in ("MP4ParseError", "TruncatedFileError", "NotAVideoError", "ContainerError",
+                                    "UnsupportedFormatError", "CorruptVideoError")
+    # Never a query string in results or logs.
+    assert "SECRET123" not in json.dumps(result, default=str)
+    assert "SECRET123" not in caplog.text
+
+    # Upstream bytes are exactly what the server sent, per video and in total (broken one included).
+    assert result["bandwidth_total_upstream_bytes"] == server.bytes_sent
+    for name, v in videos.items():
+        served_name = "broken.mp4" if name == "broken" else f"{name}{served.paths[name].suffix}"
+        assert v["bandwidth_upstream_bytes"] == server.bytes_sent_for(served_name), name
+    assert bad["bandwidth_upstream_bytes"] > 0
+
+    for name in NAMES:
+        v = videos[name]
+        with VideoReader(served.paths[name], backend="cpu") as reader:
+            expected = reader.get_frames_at(v["selected_frame_indices"])
+            if reader.index is not None:  # downstream = the planned sample bytes
+                assert v["access_path"] == "index"
+                assert v["bandwidth_downstream_bytes"] == reader.plan(v["selected_frame_indices"]).nbytes
+            else:
+                assert v["access_path"] == "demux"
+        assert v["selected_timestamps_seconds"] == expected.pts_seconds.tolist()
+        # PNGs decode and are exactly the decoded frames.
+        assert len(v["frame_png_bytes_list"]) == 3
+        for png, frame in zip(v["frame_png_bytes_list"], expected.data):
+            np.testing.assert_array_equal(decode_png(png), frame.permute(1, 2, 0).numpy())
+        assert v["num_frames"] == expected.data.shape[0] or v["num_frames"] > 0
+        assert v["width"] == expected.data.shape[-1] and v["height"] == expected.data.shape[-2]
+    assert result["frame_png_bytes_list"] == [p for n in NAMES for p in videos[n]["frame_png_bytes_list"]]
+
+    # The dict without PNG bytes is plain JSON.
+    stripped = {k: v for k, v in result.items() if k != "frame_png_bytes_list"}
+    stripped["videos"] = [{k: x for k, x in v.items() if k != "frame_png_bytes_list"} for v in result["videos"]]
+    json.loads(json.dumps(stripped))
+
+
+def test_predictions_match_the_model(served):
+    url = served.urls["h264_faststart"]
+    model = TinyNet(seed=3)
+    result = run_inference(url, frames_per_video=2, random_seed=1, model=model, weights=None, device="cpu",
+                           class_names=CLASS_NAMES, top_k=3)
+    v = result["videos"][0]
+    with VideoReader(served.paths["h264_faststart"], backend="cpu") as reader:
+        frames = reader.get_frames_at(v["selected_frame_indices"]).data
+    from videoloader.inference import ImageNetPreprocess
+
+    with torch.no_grad():
+        probs = torch.softmax(model(ImageNetPreprocess()(frames)), dim=-1)
+    top_p, top_i = probs.topk(3, dim=-1)
+    assert v["top_class_indices"] == top_i[:, 0].tolist()
+    assert v["top_classes"] == [CLASS_NAMES[i] for i in top_i[:, 0].tolist()]
+    np.testing.assert_allclose(v["confidences"], top_p[:, 0].tolist(), rtol=1e-5)
+    assert [len(p) for p in v["predictions"]] == [3, 3]
+
+
+def test_seed_is_reproducible_and_position_based(served):
+    urls = served.url_list()[:3]
+    a = run_inference(video_urls=urls, frames_per_video=4, random_seed=11, **FAST)
+    b = run_inference(video_urls=urls, frames_per_video=4, random_seed=11, **FAST)
+    c = run_inference(video_urls=urls, frames_per_video=4, random_seed=12, **FAST)
+    pick = lambda r: [v["selected_frame_indices"] for v in r["videos"]]  # noqa: E731
+    assert pick(a) == pick(b)
+    assert a["selected_timestamps_seconds"] == b["selected_timestamps_seconds"]
+    assert a["top_classes"] == b["top_classes"] and a["confidences"] == b["confidences"]
+    assert pick(a) != pick(c)
+    # Video i draws from default_rng((seed, i)): a shard starting at i gives the same frames.
+    shard = run_inference(video_urls=urls[1:], frames_per_video=4, random_seed=11, first_video_index=1, **FAST)
+    assert pick(shard) == pick(a)[1:]
+    assert [v["index"] for v in shard["videos"]] == [1, 2]
+    # No seed: one is drawn and reported, and it reproduces the run.
+    d = run_inference(video_urls=urls, frames_per_video=4, **FAST)
+    e = run_inference(video_urls=urls, frames_per_video=4, random_seed=d["random_seed"], **FAST)
+    assert pick(d) == pick(e)
+
+
+@pytest.mark.parametrize("offset", [0.25, 1.0])
+def test_offset_max_seconds_is_respected(served, offset):
+    result = run_inference(video_urls=served.url_list()[:3], frames_per_video=6, random_seed=5,
+                           offset_max_seconds=offset, **FAST)
+    assert result["offset_max_seconds"] == offset
+    for v in result["videos"]:
+        assert v["ok"], v["error"]
+        assert all(t < offset for t in v["selected_timestamps_seconds"]), v["selected_timestamps_seconds"]
+        # 30 fps: frames with pts < offset are 0 .. ceil(30 * offset) - 1.
+        assert max(v["selected_frame_indices"]) < int(np.ceil(30 * offset))
+    # Over many seeds the whole allowed range gets used (it is not just "the first frames").
+    seen = set()
+    for seed in range(8):
+        r = run_inference(served.urls["h264_faststart"], frames_per_video=3, random_seed=seed,
+                          offset_max_seconds=offset, **FAST)
+        seen.update(r["videos"][0]["selected_frame_indices"])
+    assert max(seen) == int(np.ceil(30 * offset)) - 1
+
+
+def test_more_frames_than_the_window_holds(served):
+    result = run_inference(served.urls["h264_faststart"], frames_per_video=5, random_seed=0,
+                           offset_max_seconds=0.1, **FAST)
+    v = result["videos"][0]
+    assert v["ok"] and len(v["selected_frame_indices"]) == 5
+    assert all(t < 0.1 for t in v["selected_timestamps_seconds"])
+
+
+def test_every_video_failing(http_server):
+    url = http_server.url("missing.mp4") + "?X-Amz-Signature=SECRET123"
+    result = run_inference(video_urls=[url, url], **FAST)
+    check_result_schema(result)
+    assert result["status"] == "failed" and result["num_failed"] == 2
+    assert result["videos"][0]["error"]["type"] == "SourceNotFoundError"
+    assert "SECRET123" not in json.dumps(result)
+    assert result["top_classes"] == [] and result["bandwidth_total_downstream_bytes"] == 0
+
+
+def test_typed_result_round_trip(served):
+    result = run_inference(served.urls["h264_faststart"], random_seed=2, return_frame_png=True, **FAST)
+    typed = InferenceResult.from_dict(result)
+    assert typed.status == "ok" and typed.num_videos == 1 and typed.videos[0].ok
+    assert typed.to_dict() == result
+
+
+def test_callable_model_and_checkpoint_path(served, tmp_path):
+    url = served.urls["h264_faststart"]
+    module = TinyNet(seed=4)
+    ref = run_inference(url, random_seed=3, model=module, weights=None, device="cpu")
+    # A plain callable on the preprocessed batch.
+    fn = run_inference(url, random_seed=3, model=lambda x: module(x), weights=None, device="cpu")
+    assert fn["top_classes"] == ref["top_classes"] and fn["confidences"] == ref["confidences"]
+    # A state-dict checkpoint loaded into a fresh module.
+    ckpt = tmp_path / "tiny.pth"
+    torch.save({"state_dict": module.state_dict()}, ckpt)
+    loaded = run_inference(url, random_seed=3, model=TinyNet(seed=99), weights=str(ckpt), device="cpu")
+    assert loaded["weights"] == str(ckpt)
+    assert loaded["top_classes"] == ref["top_classes"]
+    assert ref["top_classes"][0].startswith("class_")  # no names known: class_<i>
+
+
+def test_torchvision_model_random_init(served):
+    result = run_inference(served.urls["h264_faststart"], random_seed=0, model="mobilenet_v3_small",
+                           weights=None, device="cpu")
+    check_result_schema(result)
+    assert result["model"] == "mobilenet_v3_small" and result["weights"] is None
+    assert result["status"] == "ok"
+
+
+def test_weights_unavailable_says_how_to_proceed(served, tmp_path, monkeypatch):
+    import torchvision.models._api as api
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(api, "load_state_dict_from_url", offline)
+    with pytest.raises(WeightsUnavailableError) as info:
+        run_inference(served.urls["h264_faststart"], model="mobilenet_v3_small", weights="DEFAULT",
+                      weights_dir=tmp_path / "hub", device="cpu")
+    msg = str(info.value)
+    assert "weights=None" in msg and "--weights none" in msg and str(tmp_path / "hub") in msg
+    assert "mobilenet_v3_small" in msg
+    assert torch.hub.get_dir() != str(tmp_path / "hub")  # the hub dir was restored
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="video_url"):
+        run_inference()
+    with pytest.raises(ValueError, match="frames_per_video"):
+        run_inference("x.mp4", frames_per_video=0, **FAST)
+    with pytest.raises(ValueError, match="offset_max_seconds"):
+        run_inference("x.mp4", offset_max_seconds=0, **FAST)
+    with pytest.raises(ValueError, match="unknown torchvision model"):
+        run_inference("x.mp4", model="no_such_net", weights=None)
+    with pytest.raises(ValueError, match="unknown weights"):
+        run_inference("x.mp4", model="mobilenet_v3_small", weights="NOPE")
+
+
+def test_logger_level_env(served, monkeypatch, caplog):
+    monkeypatch.setenv("LOGGER_LEVEL", "INFO")
+    logger = logging.getLogger("videoloader")
+    old = logger.level
+    try:
+        with caplog.at_level(logging.NOTSET):
+            run_inference(served.urls["h264_faststart"], random_seed=0, **FAST)
+        assert logger.level == logging.INFO
+        assert any("MB upstream" in r.getMessage() for r in caplog.records)
+        assert "SECRET123" not in caplog.text
+    finally:
+        logger.setLevel(old)
