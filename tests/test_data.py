@@ -11,7 +11,6 @@ import csv
 import json
 import pickle
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
