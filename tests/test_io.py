@@ -203,7 +203,30 @@ def test_coalesce_ranges():
     assert where == [(1, 0), (0, 0), (0, 12), (0, 5), (0, 0)]
     merged, _ = coalesce_ranges([ByteRange(0, 10), ByteRange(10, 20), ByteRange(21, 30)], gap_bytes=0)
     assert merged == [ByteRange(0, 20), ByteRange(21, 30)]  # adjacent always merge, gaps do not
-    assert COALESCE_GAP_BYTES == 64 * 1024
+
+
+def test_default_gap_merges_near_ranges_and_splits_far_ones(http_server, blob_url):
+    with RangeSource(blob_url) as src:
+        gap = COALESCE_GAP_BYTES
+        assert src.size == len(BLOB)  # the HEAD is not part of what we count below
+        before = src.stats.snapshot()
+        src.read_ranges([ByteRange(0, 100), ByteRange(100 + gap - 1, 200 + gap)])
+        assert src.stats.since(before).num_requests == 1
+        src.read_ranges([ByteRange(0, 100), ByteRange(100 + gap + 1, 200 + gap)])
+        assert src.stats.since(before).num_requests == 3
+
+
+def test_retained_replies_serve_later_ranges_and_only_missing_bytes_are_fetched(http_server, blob_url):
+    with RangeSource(blob_url) as src:
+        assert src.read_ranges([ByteRange(1000, 2000)], retain=True) == [BLOB[1000:2000]]
+        http_server.reset_counts()
+        before = src.stats.snapshot()
+        # inside: no request; straddling: only [2000, 2500) goes on the wire.
+        assert src.read_ranges([ByteRange(1200, 1300)]) == [BLOB[1200:1300]]
+        assert src.stats.since(before).num_requests == 0
+        assert src.read_ranges([ByteRange(1500, 2500), ByteRange(500, 1100)]) == [BLOB[1500:2500], BLOB[500:1100]]
+        delta = src.stats.since(before)
+        assert delta.bytes_received == 500 + 500 == http_server.bytes_sent
 
 
 # -- HTTP reads --------------------------------------------------------------------------------

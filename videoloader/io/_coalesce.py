@@ -9,10 +9,13 @@ from .._types import ByteRange
 __all__ = ["COALESCE_GAP_BYTES", "coalesce_ranges"]
 
 # Ranges closer than this are fetched as one request and the gap is thrown away.
-# Trade-off: one round trip (tens of ms on a remote store) against the gap's
-# bytes (64 KiB is ~5 ms at 100 Mbit/s). The benchmarks (benchmarks/) tune it;
-# change it there, not ad hoc.
-COALESCE_GAP_BYTES = 64 * 1024
+# Separate ranges go out concurrently, so splitting costs no extra round trip,
+# only per-request overhead: ~0.5-1 KiB of headers, and on S3/GCS a GET fee worth
+# about 4 KiB of egress. Bridging more than that pays for bytes nobody decodes
+# (a 64 KiB gap cost 1.1-2x the minimal bytes on GOP-sized ranges in
+# tests/test_bandwidth.py). 8 KiB still merges the small gaps interleaved
+# audio chunks leave between a GOP's video chunks at low bitrates.
+COALESCE_GAP_BYTES = 8 * 1024
 
 
 def coalesce_ranges(

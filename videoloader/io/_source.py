@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 import weakref
@@ -22,6 +23,9 @@ __all__ = ["READ_AHEAD_BYTES", "RangeSource"]
 # often; a few of those per request is cheap, whole 5 MiB blocks (fsspec's
 # default) are not.
 READ_AHEAD_BYTES = 256 * 1024
+# Replies kept by read_ranges(retain=True): the MP4 probe reads 64 KiB blocks
+# that often hold a small moov and the first samples (or a whole small file).
+RETAIN_BYTES = 1024 * 1024
 
 _CONFIG = (
     "_source",
@@ -31,6 +35,7 @@ _CONFIG = (
     "_retry",
     "_connect_timeout_seconds",
     "_read_timeout_seconds",
+    "_retain_bytes",
     "_url",
     "_identity",
 )
@@ -69,7 +74,13 @@ class RangeSource:
         read_timeout_seconds: longest wait for the next bytes of a reply; each
             attempt also has a total cap (connect + 2 x read + size / 256 KiB/s).
         stats: where records go (a new TransferStats if None).
+        retain_bytes: at most this many bytes of ``read_ranges(..., retain=True)``
+            replies are kept in memory and serve later ranges that lie inside
+            them without a request (the MP4 probe's reads often hold the first
+            samples, or a whole small file).
     """
+
+    supports_retain = True
 
     def __init__(
         self,
@@ -82,6 +93,7 @@ class RangeSource:
         connect_timeout_seconds: float = 10.0,
         read_timeout_seconds: float = 30.0,
         stats: TransferStats | None = None,
+        retain_bytes: int = RETAIN_BYTES,
     ) -> None:
         if isinstance(source, os.PathLike):
             source = os.fspath(source)
@@ -105,6 +117,7 @@ class RangeSource:
         self._retry = retry if retry is not None else RetryPolicy()
         self._connect_timeout_seconds = float(connect_timeout_seconds)
         self._read_timeout_seconds = float(read_timeout_seconds)
+        self._retain_bytes = int(retain_bytes)
         self._url = redact_url(_describe_source(source))
         self._identity: Identity | None = None
         self._init_runtime(stats if stats is not None else TransferStats())
@@ -118,6 +131,7 @@ class RangeSource:
         self._lock = threading.Lock()
         self._stat_lock = threading.Lock()
         self._lock_pid = os.getpid()
+        self._retained: list[tuple[int, bytes]] = []
 
     # -- pickling: configuration (and identity) only --------------------------------------------
 
@@ -164,12 +178,14 @@ class RangeSource:
         """The bytes ``[start, stop)``; see ``read_ranges``."""
         return self.read_ranges([ByteRange(start, stop)])[0]
 
-    def read_ranges(self, ranges: Sequence[ByteRange | tuple[int, int]]) -> list[bytes]:
+    def read_ranges(self, ranges: Sequence[ByteRange | tuple[int, int]], *, retain: bool = False) -> list[bytes]:
         """One ``bytes`` per requested range, in the order asked.
 
         Args:
             ranges: half-open ``[start, stop)`` ranges (ByteRange or pairs), any
                 order, overlaps allowed.
+            retain: keep these replies (up to ``retain_bytes`` in all) so later
+                ranges inside them are served from memory.
 
         Returns:
             ``len(ranges)`` bytes objects, each exactly ``stop - start`` long.
@@ -192,16 +208,65 @@ class RangeSource:
                     f"{self._url}: asked for bytes [{r.start}, {r.stop}) but the object is only {identity.size} "
                     "bytes long; the file is truncated or the caller read past its end."
                 )
-        nonempty = [i for i, r in enumerate(wanted) if r.nbytes]
         out = [b""] * len(wanted)
-        if not nonempty:
-            return out
-        merged, where = coalesce_ranges([wanted[i] for i in nonempty], self._coalesce_gap_bytes)
-        blobs = self._get_backend().read(merged, identity)
-        for i, (m, offset) in zip(nonempty, where):
-            blob, n = blobs[m], wanted[i].nbytes
-            out[i] = blob if offset == 0 and len(blob) == n else blob[offset : offset + n]
+        # Each range is split into pieces held in retained replies and pieces
+        # to fetch; only the latter go on the wire.
+        pieces = [self._split_retained(r) for r in wanted]
+        to_fetch = sorted({(a, b) for ps in pieces for a, b, held in ps if held is None})
+        fetched: dict[tuple[int, int], bytes] = {}
+        if to_fetch:
+            merged, where = self._coalesce_around_retained([ByteRange(a, b) for a, b in to_fetch])
+            blobs = self._get_backend().read(merged, identity)
+            for (a, b), (m, offset) in zip(to_fetch, where):
+                blob = blobs[m]
+                fetched[(a, b)] = blob if offset == 0 and len(blob) == b - a else blob[offset : offset + b - a]
+            if retain:
+                self._retain(merged, blobs)
+        for i, ps in enumerate(pieces):
+            parts = [held if held is not None else fetched[(a, b)] for a, b, held in ps]
+            out[i] = parts[0] if len(parts) == 1 else b"".join(parts)
         return out
+
+    def _coalesce_around_retained(self, ranges: list[ByteRange]) -> tuple[list[ByteRange], list[tuple[int, int]]]:
+        """Coalesce sorted ranges, never bridging bytes already held in memory."""
+        if not self._retained:
+            return coalesce_ranges(ranges, self._coalesce_gap_bytes)
+        cuts = sorted({start for start, _ in self._retained})
+        clusters: dict[int, list[int]] = {}
+        for i, r in enumerate(ranges):
+            clusters.setdefault(bisect.bisect_right(cuts, r.start), []).append(i)
+        merged: list[ByteRange] = []
+        where: list[tuple[int, int]] = [(0, 0)] * len(ranges)
+        for members in clusters.values():
+            m, w = coalesce_ranges([ranges[i] for i in members], self._coalesce_gap_bytes)
+            for i, (k, offset) in zip(members, w):
+                where[i] = (len(merged) + k, offset)
+            merged.extend(m)
+        return merged, where
+
+    def _split_retained(self, r: ByteRange) -> list[tuple[int, int, bytes | None]]:
+        """``[(start, stop, bytes or None)]`` covering ``r``: held bytes, or None to fetch."""
+        out: list[tuple[int, int, bytes | None]] = []
+        pos = r.start
+        while pos < r.stop:
+            held = next(((start, blob) for start, blob in self._retained if start <= pos < start + len(blob)), None)
+            if held is not None:
+                start, blob = held
+                stop = min(r.stop, start + len(blob))
+                out.append((pos, stop, blob[pos - start : stop - start]))
+            else:
+                stop = min((start for start, _ in self._retained if pos < start < r.stop), default=r.stop)
+                out.append((pos, stop, None))
+            pos = stop
+        return out
+
+    def _retain(self, merged: Sequence[ByteRange], blobs: Sequence[bytes]) -> None:
+        held = sum(len(b) for _, b in self._retained)
+        for m, blob in zip(merged, blobs):
+            if held + len(blob) > self._retain_bytes:
+                break
+            self._retained.append((m.start, bytes(blob)))
+            held += len(blob)
 
     def open_file(self, *, read_ahead_bytes: int = READ_AHEAD_BYTES) -> Any:
         """A seekable, read-only binary file whose reads go through ``read_ranges``.
@@ -218,6 +283,7 @@ class RangeSource:
     def close(self) -> None:
         """Release this process's connection, session reference or file descriptor. Idempotent."""
         self._closed = True
+        self._retained = []
         with self._locks()[0]:
             backend, self._backend = self._backend, None
             finalizer, self._finalizer = self._finalizer, None

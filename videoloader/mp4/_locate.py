@@ -17,7 +17,10 @@ from ._boxes import Box, Buffer, parse_box_header
 
 __all__ = ["HEAD_BYTES", "Layout", "locate", "sniff"]
 
-HEAD_BYTES = 64 * 1024
+# The first read: ftyp + a short clip's moov. Small on purpose: what it holds
+# beyond the moov is kept by the source and reused only if a frame needs it; a
+# larger moov costs one more read, of only its bytes not yet fetched.
+HEAD_BYTES = 16 * 1024
 PROBE_BYTES = 64 * 1024
 MAX_MOOV_BYTES = 256 * 1024 * 1024
 MAX_TOP_LEVEL_READS = 64
@@ -81,7 +84,12 @@ def sniff(data: bytes, url: str) -> None:
 
 
 def _read(source, start: int, stop: int, url: str, size: int) -> Buffer:
-    data = source.read_ranges([ByteRange(start, stop)])[0]
+    # retain=True: a RangeSource keeps probe blocks, which often hold the first
+    # samples (or the whole of a small file), so the frames after need no re-read.
+    if getattr(source, "supports_retain", False):
+        data = source.read_ranges([ByteRange(start, stop)], retain=True)[0]
+    else:
+        data = source.read_ranges([ByteRange(start, stop)])[0]
     if len(data) != stop - start:
         raise TruncatedFileError(f"{url}: asked for bytes [{start}, {stop}) and got {len(data)}; the file is shorter than {size}.")
     return Buffer(bytes(data), start, url=url, file_size=size)

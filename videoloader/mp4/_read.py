@@ -44,12 +44,16 @@ class _CountingSource:
         self.size = int(source.size)
         self.nbytes = 0
         self.requests = 0
+        self.supports_retain = bool(getattr(source, "supports_retain", False))
 
-    def read_ranges(self, ranges):
+    def read_ranges(self, ranges, *, retain: bool = False):
         ranges = list(ranges)
         if not ranges:
             return []
-        out = self._source.read_ranges(ranges)
+        if retain and self.supports_retain:
+            out = self._source.read_ranges(ranges, retain=True)
+        else:
+            out = self._source.read_ranges(ranges)
         self.requests += len(ranges)
         self.nbytes += sum(len(b) for b in out)
         return out
