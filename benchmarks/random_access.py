@@ -393,10 +393,11 @@ def chart(local_rows, http_rows, decoders, path: Path, title: str) -> None:
         bars = ax1.bar(x + (k - (len(decoders) - 1) / 2) * width, vals, width, label=d, color=COLOURS[d],
                        edgecolor="black" if d == "videoloader" else "none", linewidth=0.8,
                        yerr=err, error_kw={"elinewidth": 0.7, "capsize": 2, "ecolor": "#444444"})
-        for b, v, f in zip(bars, vals, files):
+        for b, v, f, rr in zip(bars, vals, files, runs):
             r = by.get((f, d), {})
             mark = "✗" if r.get("wrong") else ""
-            ax1.annotate(f"{v:.0f}{mark}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom",
+            ax1.annotate(f"{v:.1f}{mark}" if v < 10 else f"{v:.0f}{mark}", (b.get_x() + b.get_width() / 2, max(rr)),
+                         ha="center", va="bottom",
                          fontsize=7, xytext=(0, 1), textcoords="offset points")
     ax1.set_xticks(x, files)
     ax1.set_ylabel("frames/s (16 random frames, incl. open;\nhigher is better; whiskers: range of runs)")

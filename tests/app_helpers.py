@@ -32,7 +32,7 @@ VIDEO_KEYS = {
     "frame_extraction_time_seconds": float, "preprocess_time_seconds": float,
     "inference_time_seconds": float, "total_time_seconds": float,
     "bandwidth_upstream_bytes": int, "bandwidth_downstream_bytes": int, "bandwidth_requested_bytes": int,
-    "bandwidth_num_requests": int, "bandwidth_downstream_exact": bool, "bandwidth_upstream_mb": float, "bandwidth_downstream_mb": float,
+    "bandwidth_num_requests": int, "bandwidth_upstream_mb": float, "bandwidth_downstream_mb": float,
 }
 NULLABLE_VIDEO_KEYS = ("num_frames", "fps", "duration_seconds", "width", "height", "codec", "container",
                        "access_path", "backend", "file_size_bytes", "error")
@@ -97,11 +97,9 @@ def check_result_schema(result: dict[str, Any]) -> None:
             assert all(0 <= i < v["num_frames"] for i in v["selected_frame_indices"])
             assert v["access_path"] in ("index", "demux")
             assert v["bandwidth_downstream_bytes"] > 0 and v["bandwidth_upstream_bytes"] > 0
-            assert v["bandwidth_downstream_exact"] == (v["access_path"] == "index")
-            if v["access_path"] == "index":
-                assert v["bandwidth_downstream_bytes"] <= v["bandwidth_upstream_bytes"]
-            else:
-                assert v["bandwidth_downstream_bytes"] == v["bandwidth_upstream_bytes"]
+            # Every byte fed to the decoder came over the wire once (the demux
+            # path also reads container framing and the packet table pass).
+            assert v["bandwidth_downstream_bytes"] <= v["bandwidth_upstream_bytes"]
             for preds, top, conf in zip(v["predictions"], v["top_classes"], v["confidences"]):
                 assert preds[0]["class"] == top and preds[0]["confidence"] == conf
                 assert [p["confidence"] for p in preds] == sorted((p["confidence"] for p in preds), reverse=True)

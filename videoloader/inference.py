@@ -26,12 +26,10 @@ Bandwidth, per video and in total:
   retries included, exactly ``TransferStats.bytes_received`` of the reader
   (also counted for a video that then failed). Headers are not counted.
 * **downstream** bytes (``bandwidth_total_downstream_bytes``): the compressed
-  sample bytes fed to the decoder, ``VideoReader.plan(indices).nbytes``: the
-  samples from each needed keyframe up to the last frame needed. For
-  containers read through the PyAV demux fallback (MKV, WebM, MPEG-TS), where
-  packets are not separable from container bytes, it is every byte the
-  demuxer read (equal to upstream: an upper bound), and the video's
-  ``bandwidth_downstream_exact`` is False.
+  packet bytes fed to the decoder (``VideoReader.last_decode_nbytes``): on the
+  index path the samples from each needed keyframe up to the last frame
+  needed (``reader.plan(indices).nbytes``); on the PyAV demux fallback (MKV,
+  WebM, MPEG-TS) the sizes of the demuxed packets decoded.
 * ``_mb`` keys are the same numbers in decimal megabytes (``bytes / 1e6``).
 
 One failing video never stops the batch: its entry in ``videos`` carries
@@ -83,18 +81,14 @@ _HUB_LOCK = threading.Lock()
 
 
 def _redact_url(url: str) -> str:
-    try:
-        from .io import redact_url
-    except ImportError:  # io/__init__ still settling: use the module directly
-        from .io._redact import redact_url
+    from .io import redact_url
+
     return redact_url(url)
 
 
 def _redact_text(text: str) -> str:
-    try:
-        from .io import redact_text
-    except ImportError:
-        from .io._redact import redact_text
+    from .io import redact_text
+
     return redact_text(text)
 
 
@@ -150,8 +144,6 @@ class VideoResult:
     """Sum of this video's three stage times."""
     bandwidth_upstream_bytes: int = 0
     bandwidth_downstream_bytes: int = 0
-    bandwidth_downstream_exact: bool = True
-    """False on the demux fallback, where downstream is every byte the demuxer read (an upper bound)."""
     bandwidth_requested_bytes: int = 0
     bandwidth_num_requests: int = 0
     frame_png_bytes_list: list[bytes] | None = None
@@ -790,13 +782,8 @@ class _Job:
                     vr.file_size_bytes = int(reader.index.file_size)
                 rng = np.random.default_rng((self.random_seed, index))
                 chosen = [int(i) for i in self.sampler(reader, rng)]
-                downstream = reader.plan(chosen).nbytes if reader.index is not None else None
                 batch = reader.get_frames_at(chosen)
-                if downstream is None:
-                    # Demux fallback: packets are not separable from container bytes, so
-                    # every byte the demuxer read counts (an upper bound; flagged inexact).
-                    downstream = stats.bytes_received
-                    vr.bandwidth_downstream_exact = False
+                downstream = reader.last_decode_nbytes
                 vr.selected_frame_indices = chosen
                 vr.selected_timestamps_seconds = [float(t) for t in batch.pts_seconds.tolist()]
                 vr.bandwidth_downstream_bytes = int(downstream)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ._coalesce import COALESCE_GAP_BYTES
 from ._file import RangeFile
-from ._redact import redact_url
+from ._redact import redact_text, redact_url
 from ._retry import RetryPolicy
 from ._source import READ_AHEAD_BYTES, RangeSource
 from ._stats import TransferRecord, TransferStats
@@ -23,5 +23,6 @@ __all__ = [
     "RetryPolicy",
     "TransferRecord",
     "TransferStats",
+    "redact_text",
     "redact_url",
 ]
