@@ -226,3 +226,38 @@ def test_open_close_many_readers_leaks_nothing(corpus, http_server):
     assert threading.active_count() <= threads
     assert len([c for c in proc.net_connections() if c.status == psutil.CONN_ESTABLISHED]) <= 2
     assert proc.memory_info().rss - rss < 60 * 2**20
+
+
+@pytest.mark.parametrize("name", sorted(DEMUX_KINDS))
+def test_demux_played_at_seeks_without_the_packet_table(name, corpus, reference):
+    import av
+
+    ref = reference(name)
+    with av.open(str(corpus[name])) as c:
+        tb = float(c.streams.video[0].time_base)
+    pts = [p * tb for p, _ in ref]
+    picks = [0, len(ref) // 3, len(ref) - 1, 7]
+    times = [(pts[i] + pts[i + 1]) / 2 if i + 1 < len(ref) else pts[i] + 1e-4 for i in picks]
+    with VideoReader(str(corpus[name])) as r:
+        b = r.get_frames_played_at(times)
+        assert r._metadata is None  # served by seeking: the packet table was not read
+        for row, i in enumerate(picks):
+            assert np.array_equal(b.data[row].permute(1, 2, 0).numpy(), ref[i][1]), (name, i)
+            assert b.pts_seconds[row].item() == pytest.approx(pts[i])
+        with pytest.raises(IndexError):
+            r.get_frames_played_at([pts[0] - 1.0])
+        with pytest.raises(IndexError):
+            r.get_frames_played_at([pts[-1] + 10.0])
+        # Once the table is read, both paths agree.
+        assert torch.equal(r.get_frames_at(picks).data, b.data)
+
+
+def test_demux_seek_reads_a_fraction_of_a_long_file(tmp_path, http_server):
+    path = media.make_video(
+        tmp_path / "long.mkv", codec="h264", width=320, height=240, num_frames=600, gop=30, container="mkv",
+    )
+    url = http_server.add("long.mkv", path)
+    with VideoReader(url) as r:
+        r.get_frames_played_at([12.5])
+        assert r.access_path == "demux"
+        assert r.transfer_stats.bytes_received < 0.3 * path.stat().st_size

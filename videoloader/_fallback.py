@@ -13,6 +13,7 @@ each group of targets and decodes forward, exactly like the index path.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import av
@@ -154,6 +155,90 @@ class DemuxVideo:
                     raise CorruptVideoError(f"{self.source.url}: the decoder produced no frame for index {f} (pts {pts})")
                 out[f] = got[pts]
         return out
+
+    def decode_at_seconds(self, seconds: list[float]) -> tuple[list[torch.Tensor], list[float], list[float]]:
+        """The frame on screen at each time, found by seeking, without the packet table.
+
+        Returns:
+            (frames, pts_seconds, duration_seconds), in the order asked.
+
+        Raises:
+            IndexError: a time before the first frame or past the last one.
+        """
+        found = {t: self._decode_at(t) for t in sorted(set(seconds))}
+        frames = [found[t][0] for t in seconds]
+        return frames, [found[t][1] for t in seconds], [found[t][2] for t in seconds]
+
+    def _decode_at(self, t: float) -> tuple[torch.Tensor, float, float]:
+        tb = self.time_base
+        if not math.isfinite(t):
+            raise IndexError(f"{self.source.url}: time {t} is not a finite number of seconds")
+        target = t / float(tb)
+        first_pts = self._stream.start_time or 0
+        back_seconds = 0.0
+        for _ in range(8):
+            seek_ticks = int(math.floor(target - back_seconds / float(tb)))
+            if seek_ticks <= first_pts:
+                # Demuxers seek on dts, which starts below the first pts with
+                # B-frames (MPEG-TS): go well before the start.
+                seek_ticks = first_pts - int(10 / float(tb))
+            got = self._decode_forward(seek_ticks, target)
+            if got is not None:
+                frame, pts, next_pts = got
+                if next_pts is None:
+                    dur = frame.duration if getattr(frame, "duration", None) else None
+                    if not dur:
+                        raise IndexError(f"{self.source.url}: time {t} s is past the last frame")
+                    next_pts = pts + dur
+                    if target >= next_pts:
+                        raise IndexError(f"{self.source.url}: time {t} s is past the end of the video")
+                tensor = frame_to_tensor(frame, self.output)
+                return tensor, float(pts * tb), float((next_pts - pts) * tb)
+            if seek_ticks < first_pts:
+                raise IndexError(f"{self.source.url}: time {t} s is before the first frame")
+            back_seconds = max(1.0, 2 * back_seconds)  # the seek landed after t: go further back
+        raise CorruptVideoError(f"{self.source.url}: could not seek to a keyframe before {t} s")
+
+    def _decode_forward(self, seek_ticks: int, target: float):
+        """Seek to the keyframe at or before ``seek_ticks`` and decode until the
+        frame on screen at ``target`` is known: ``(frame, pts, next_pts or None)``,
+        or None when the first frame decoded is already after ``target``."""
+        self._container.seek(seek_ticks, stream=self._stream, backward=True, any_frame=False)
+        ctx = self._codec_context()
+        prev = None
+
+        def scan(frames):
+            nonlocal prev
+            for fr in frames:
+                if fr.pts is None:
+                    continue
+                if fr.is_corrupt:
+                    raise CorruptVideoError(f"{self.source.url}: the decoder flagged frame pts={fr.pts} as damaged")
+                if fr.pts > target:
+                    return ("late", None) if prev is None else ("done", (prev, prev.pts, fr.pts))
+                prev = fr
+            return None
+
+        try:
+            started = False
+            for p in self._container.demux(self._stream):
+                if p.size == 0:
+                    continue
+                if not started and not p.is_keyframe:
+                    continue
+                started = True
+                self.decoded_nbytes += p.size
+                hit = scan(ctx.decode(p))
+                if hit is not None:
+                    return hit[1]
+            hit = scan(ctx.decode(None))
+            if hit is not None:
+                return hit[1]
+            return None if prev is None else (prev, prev.pts, None)
+        except av.FFmpegError as e:
+            raise CorruptVideoError(f"{self.source.url}: decoding failed: {e}") from None
+        finally:
+            ctx.flush_buffers()
 
     def _packets_from(self, start: int):
         """Demux packets from sample ``start`` (a keyframe) on, in decode order."""

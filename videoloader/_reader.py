@@ -164,9 +164,15 @@ class VideoReader:
             log.info("%s: the demux fallback decodes on the CPU (asked for %s)", self._source.url, backend)
         self._demux = DemuxVideo(self._source, output=output, thread_count=self._num_threads)
         self._backend_name = "cpu"
-        t = self._demux.table
         tb = self._demux.time_base
         self._timebase = (tb.numerator, tb.denominator)
+        # The frame timeline (hence metadata and access by index) needs the
+        # packet table, one pass over the file: built on first need only, so
+        # get_frames_played_at can seek instead.
+        self._metadata = None
+
+    def _load_demux_timeline(self) -> None:
+        t = self._demux.table
         self._frame_pts = t.frame_pts()
         self._frame_durations = t.frame_durations()
         self._metadata = self._make_metadata(
@@ -210,13 +216,19 @@ class VideoReader:
 
     @property
     def metadata(self) -> VideoMetadata:
-        """Stream metadata (``access_path`` says index or demux)."""
+        """Stream metadata (``access_path`` says index or demux).
+
+        On the demux path the first access reads the container's packet table
+        (about one pass over the file; the bytes show in ``transfer_stats``).
+        """
+        if self._metadata is None:
+            self._load_demux_timeline()
         return self._metadata
 
     @property
     def access_path(self) -> str:
         """``"index"`` (our MP4 index, exact ranges) or ``"demux"`` (PyAV fallback)."""
-        return self._metadata.access_path
+        return "index" if self._index is not None else "demux"
 
     @property
     def backend(self) -> str:
@@ -239,7 +251,7 @@ class VideoReader:
         return self._source.url
 
     def __len__(self) -> int:
-        return self._metadata.num_frames
+        return self.metadata.num_frames
 
     def plan(self, indices: Sequence[int]) -> Plan:
         """The groups and byte ranges that ``get_frames_at(indices)`` would read."""
@@ -260,7 +272,7 @@ class VideoReader:
         """
         self._check_open()
         frames = [int(i) for i in (indices.tolist() if hasattr(indices, "tolist") else indices)]
-        n = self._metadata.num_frames
+        n = self.metadata.num_frames
         for i in frames:
             if not 0 <= i < n:
                 raise IndexError(f"{self.url}: frame index {i} is out of range for {n} frames")
@@ -280,7 +292,7 @@ class VideoReader:
 
     def get_frames_in_range(self, start: int = 0, stop: int | None = None, step: int = 1) -> FrameBatch:
         """Frames ``start, start + step, ...`` below ``stop`` (default: the end)."""
-        n = self._metadata.num_frames
+        n = self.metadata.num_frames
         stop = n if stop is None else stop
         if step <= 0:
             raise ValueError(f"step must be positive, got {step}")
@@ -291,20 +303,37 @@ class VideoReader:
     def frame_indices_played_at(self, seconds: Sequence[float]) -> list[int]:
         """The index of the frame on screen at each time (pts <= t < pts + duration)."""
         secs = np.asarray(seconds, dtype=np.float64).reshape(-1)
+        m = self.metadata
         starts = self._seconds(self._frame_pts)
         ends = starts + self._seconds(self._frame_durations)
         idx = np.searchsorted(starts, secs, side="right") - 1
         out = []
         for t, i in zip(secs.tolist(), idx.tolist()):
             if i < 0 or t >= ends[-1] or not np.isfinite(t):
-                m = self._metadata
                 end = m.begin_stream_seconds + m.duration_seconds
                 raise IndexError(f"{self.url}: time {t} s is outside the video [{m.begin_stream_seconds}, {end})")
             out.append(int(i))
         return out
 
     def get_frames_played_at(self, seconds: Sequence[float]) -> FrameBatch:
-        """The frame on screen at each time, in the order asked."""
+        """The frame on screen at each time, in the order asked.
+
+        On the demux path, before anything needed the packet table, each time
+        is served by a seek to the keyframe before it and a decode forward, so
+        no whole-file pass is made.
+        """
+        self._check_open()
+        if self._metadata is None:
+            secs = [float(t) for t in np.asarray(seconds, dtype=np.float64).reshape(-1)]
+            before = self._demux.decoded_nbytes
+            tensors, pts, durs = self._demux.decode_at_seconds(secs)
+            self.last_decode_nbytes = self._demux.decoded_nbytes - before
+            self.decoded_nbytes += self.last_decode_nbytes
+            return self._stack(
+                tensors,
+                torch.tensor(pts, dtype=torch.float64),
+                torch.tensor(durs, dtype=torch.float64),
+            )
         return self.get_frames_at(self.frame_indices_played_at(seconds))
 
     def close(self) -> None:
@@ -349,6 +378,12 @@ class VideoReader:
             raise VideoLoaderError(f"{self.url}: the reader is closed")
 
     def _batch(self, frames: list[int], tensors: list[torch.Tensor]) -> FrameBatch:
+        sel = np.asarray(frames, dtype=np.int64)
+        pts = self._seconds(self._frame_pts[sel]) if len(sel) else np.zeros(0)
+        dur = self._seconds(self._frame_durations[sel]) if len(sel) else np.zeros(0)
+        return self._stack(tensors, torch.from_numpy(pts), torch.from_numpy(dur))
+
+    def _stack(self, tensors: list[torch.Tensor], pts: torch.Tensor, dur: torch.Tensor) -> FrameBatch:
         if tensors:
             data = torch.stack(tensors)
         else:
@@ -356,18 +391,17 @@ class VideoReader:
             data = torch.empty((0, 3, h, w), dtype=torch.uint8)
         if self.dimension_order == "NHWC":
             data = data.permute(0, 2, 3, 1).contiguous()
-        sel = np.asarray(frames, dtype=np.int64)
-        pts = self._seconds(self._frame_pts[sel]) if len(sel) else np.zeros(0)
-        dur = self._seconds(self._frame_durations[sel]) if len(sel) else np.zeros(0)
-        return FrameBatch(data=data, pts_seconds=torch.from_numpy(pts), duration_seconds=torch.from_numpy(dur))
+        return FrameBatch(data=data, pts_seconds=pts, duration_seconds=dur)
 
     def _output_hw(self) -> tuple[int, int]:
-        out = self._decoder.output if self._decoder is not None else self._demux.output
-        m = self._metadata
+        if self._decoder is not None:
+            out, height, width = self._decoder.output, self._index.height, self._index.width
+        else:
+            out, height, width = self._demux.output, self._demux.height, self._demux.width
         if out.width is None and out.height is None:
-            return m.height, m.width
-        w = out.width or round(m.width * out.height / max(m.height, 1))
-        h = out.height or round(m.height * out.width / max(m.width, 1))
+            return height, width
+        w = out.width or round(width * out.height / max(height, 1))
+        h = out.height or round(height * out.width / max(width, 1))
         return h, w
 
     def _fetch(self, groups: Sequence[DecodeGroup]) -> list[list[bytes]]:
