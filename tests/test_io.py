@@ -6,6 +6,7 @@ No mocks: every fault is produced by the server on the wire.
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import os
 import pickle
@@ -77,6 +78,7 @@ def test_public_names_are_pinned_and_sorted():
         "RetryPolicy",
         "TransferRecord",
         "TransferStats",
+        "redact_text",
         "redact_url",
     }
 
@@ -691,37 +693,66 @@ def _client_sockets(port: int) -> int:
     return sum(1 for c in psutil.Process().net_connections(kind="tcp") if c.raddr and c.raddr.port == port)
 
 
-def test_close_leaves_no_sockets_and_no_threads(http_server, blob_url, tmp_path):
-    import psutil
+_LEAK_CHECK = r"""
+import json, random, sys, threading, time
+import psutil
+from videoloader.io import RangeSource
+from videoloader.io._loop import sessions
 
-    proc = psutil.Process()
-    with RangeSource(blob_url) as warm:  # start the IO loop thread once
-        warm.read(0, 1)
-    time.sleep(0.1)
-    fds, threads = proc.num_fds(), threading.active_count()
+url, local = sys.argv[1], sys.argv[2]
+port = int(url.split(":")[2].split("/")[0])
+blob = random.Random(0).randbytes(1_000_000)
+proc = psutil.Process()
+
+def client_sockets():
+    return sum(1 for c in proc.net_connections(kind="tcp") if c.raddr and c.raddr.port == port)
+
+with RangeSource(url) as warm:  # start the IO loop thread once
+    warm.read(0, 1)
+time.sleep(0.1)
+fds, threads = proc.num_fds(), threading.active_count()
+for i in range(1000):
+    src = RangeSource(url)
+    assert src.read(i, i + 10) == blob[i : i + 10]
+    src.close()
+    with RangeSource(local) as src:
+        src.read(0, 10)
+out = {"sockets": client_sockets(), "sessions": sessions.num_sessions(),
+       "fd_growth": proc.num_fds() - fds, "thread_growth": threading.active_count() - threads}
+# Concurrent use from threads shares one session and still closes cleanly.
+srcs = [RangeSource(url) for _ in range(8)]
+workers = [threading.Thread(target=s.read, args=(0, 100)) for s in srcs]
+for w in workers:
+    w.start()
+for w in workers:
+    w.join()
+out["sessions_while_shared"] = sessions.num_sessions()
+for s in srcs:
+    s.close()
+out["sessions_after"] = sessions.num_sessions()
+out["sockets_after"] = client_sockets()
+print(json.dumps(out))
+"""
+
+
+def test_close_leaves_no_sockets_and_no_threads(http_server, blob_url, tmp_path):
+    # In a fresh process, so what other tests left open cannot blur the counts.
     local = tmp_path / "v.bin"
     local.write_bytes(BLOB[:1000])
-    for i in range(1000):
-        src = RangeSource(blob_url)
-        assert src.read(i, i + 10) == BLOB[i : i + 10]
-        src.close()
-        with RangeSource(local) as src:
-            src.read(0, 10)
-    assert _client_sockets(http_server.port) == 0
-    assert sessions.num_sessions() == 0
-    assert proc.num_fds() <= fds
-    assert threading.active_count() == threads
-    # Concurrent use from threads shares one session and still closes cleanly.
-    srcs = [RangeSource(blob_url) for _ in range(8)]
-    workers = [threading.Thread(target=s.read, args=(0, 100)) for s in srcs]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    assert sessions.num_sessions() == 1
-    for s in srcs:
-        s.close()
-    assert sessions.num_sessions() == 0 and _client_sockets(http_server.port) == 0
+    proc = subprocess.run(
+        [sys.executable, "-c", _LEAK_CHECK, blob_url, str(local)], capture_output=True, text=True, timeout=240
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out.pop("fd_growth") <= 0, out
+    assert out == {
+        "sockets": 0,
+        "sessions": 0,
+        "thread_growth": 0,
+        "sessions_while_shared": 1,
+        "sessions_after": 0,
+        "sockets_after": 0,
+    }, out
 
 
 def test_read_after_close_is_an_error(http_server, blob_url):
