@@ -161,6 +161,8 @@ class LoopbackServer:
         self._lock = threading.Lock()
         self._sent: collections.Counter[str] = collections.Counter()
         self._requests: list[list[Any]] = []
+        self.request_headers: list[tuple[str, str, dict[str, str]]] = []
+        """``(method, path, headers with lower-case names)`` of every request received."""
         self._num_connections = 0
         self._open_connections = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -344,6 +346,8 @@ class LoopbackServer:
         """Answer one request; returns False when the connection must close."""
         path = target.split("?", 1)[0].split("#", 1)[0]
         range_header = headers.get("range")
+        with self._lock:
+            self.request_headers.append((method, path, dict(headers)))
         if self.latency_seconds:
             await asyncio.sleep(self.latency_seconds)
         if method not in ("GET", "HEAD"):

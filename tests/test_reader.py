@@ -261,3 +261,26 @@ def test_demux_seek_reads_a_fraction_of_a_long_file(tmp_path, http_server):
         r.get_frames_played_at([12.5])
         assert r.access_path == "demux"
         assert r.transfer_stats.bytes_received < 0.3 * path.stat().st_size
+
+
+def test_accepts_open_fsspec_files_and_other_protocols(corpus, reference):
+    import fsspec
+
+    ref = reference("h264_bframes")
+    data = corpus["h264_bframes"].read_bytes()
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/vl/clip.mp4", data)
+    with VideoReader("memory://vl/clip.mp4") as r:
+        assert np.array_equal(r.get_frames_at([33]).data[0].permute(1, 2, 0).numpy(), ref[33][1])
+    with fsspec.open(f"file://{corpus['h264_bframes']}", "rb") as f:
+        with VideoReader(f) as r:
+            assert r.access_path == "index"
+            assert np.array_equal(r.get_frames_at([47]).data[0].permute(1, 2, 0).numpy(), ref[47][1])
+
+
+def test_storage_options_reach_the_filesystem(corpus, http_server):
+    url = http_server.add("opts.mp4", corpus["h264_faststart"])
+    with VideoReader(url, storage_options={"headers": {"X-Test": "token-1"}}) as r:
+        r.get_frames_at([1])
+    sent = [h for _, path, h in http_server.request_headers if path == "/opts.mp4"]
+    assert sent and all(h.get("x-test") == "token-1" for h in sent)
