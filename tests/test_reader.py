@@ -284,3 +284,29 @@ def test_storage_options_reach_the_filesystem(corpus, http_server):
         r.get_frames_at([1])
     sent = [h for _, path, h in http_server.request_headers if path == "/opts.mp4"]
     assert sent and all(h.get("x-test") == "token-1" for h in sent)
+
+
+def test_unwanted_non_reference_pictures_are_skipped_not_guessed(corpus, reference):
+    """H.264 pictures with nal_ref_idc == 0 that nobody asked for are left out
+    of the decoder; the frames asked for stay exact."""
+    from videoloader.decoders._annexb import h264_is_disposable, parse_avcc
+
+    ref = reference("h264_bframes")
+    with VideoReader(str(corpus["h264_bframes"])) as r:
+        index = r.index
+        data = corpus["h264_bframes"].read_bytes()
+        nal_len = parse_avcc(index.extradata).nal_length_size
+        disposable = [
+            h264_is_disposable(data[o : o + n], nal_len) for o, n in zip(index.offsets.tolist(), index.sizes.tolist())
+        ]
+        assert any(disposable) and not any(d and k for d, k in zip(disposable, index.is_sync))
+        targets = [19, 38, 57]
+        b = r.get_frames_at(targets)
+        assert r.last_decode_nbytes < r.plan(targets).nbytes
+        for row, i in enumerate(targets):
+            assert np.array_equal(b.data[row].permute(1, 2, 0).numpy(), ref[i][1])
+        # A wanted non-reference picture is decoded, of course.
+        wanted_nonref = [int(index.sample_to_frame[s]) for s, d in enumerate(disposable) if d][:3]
+        b = r.get_frames_at(wanted_nonref)
+        for row, i in enumerate(wanted_nonref):
+            assert np.array_equal(b.data[row].permute(1, 2, 0).numpy(), ref[i][1])

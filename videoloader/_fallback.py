@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 import av
+from av.video.reformatter import VideoReformatter
 import numpy as np
 import torch
 
@@ -86,6 +87,7 @@ class DemuxVideo:
         self._stream = self._container.streams.video[0]
         self.time_base = self._stream.time_base
         self._table: DemuxTable | None = None
+        self._reformatter = VideoReformatter()
         self.decoded_nbytes = 0
         """Compressed bytes of the packets fed to the decoder so far."""
 
@@ -192,7 +194,7 @@ class DemuxVideo:
                     next_pts = pts + dur
                     if target >= next_pts:
                         raise IndexError(f"{self.source.url}: time {t} s is past the end of the video")
-                tensor = frame_to_tensor(frame, self.output)
+                tensor = frame_to_tensor(frame, self.output, self._reformatter)
                 return tensor, float(pts * tb), float((next_pts - pts) * tb)
             if seek_ticks < first_pts:
                 raise IndexError(f"{self.source.url}: time {t} s is before the first frame")
@@ -272,7 +274,7 @@ class DemuxVideo:
         def keep(frames) -> None:
             for fr in frames:
                 if fr.pts in wanted_pts and fr.pts not in out:
-                    out[fr.pts] = frame_to_tensor(fr, self.output)
+                    out[fr.pts] = frame_to_tensor(fr, self.output, self._reformatter)
 
         try:
             fed = 0

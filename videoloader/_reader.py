@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
@@ -20,6 +22,7 @@ import torch
 from ._errors import CorruptVideoError, NotAVideoError, UnsupportedFormatError, VideoLoaderError
 from ._plan import DecodeGroup, Plan, plan_frames
 from ._types import FrameBatch, VideoMetadata
+from .decoders._annexb import h264_is_disposable, parse_avcc
 from .decoders._base import DecoderBackend, OutputSpec, Packet, StreamConfig
 from .io import RangeSource, TransferStats
 from .mp4 import SampleIndex, load_index
@@ -56,6 +59,10 @@ class VideoReader:
         stats: a parent TransferStats that also receives this reader's records.
         index_cache: an on-disk cache directory for MP4 indexes (None: memory only).
         num_threads: FFmpeg decoder threads (0: one per core).
+        decode_workers: GOP groups decoded at once on the CPU backend, each by
+            its own single-threaded decoder. Default 1: one decoder with
+            FFmpeg's frame threads was faster on 2 cores (GOP groups are rarely
+            the same length); try more on many-core machines.
         source_options: extra keyword arguments for ``RangeSource``
             (``coalesce_gap_bytes``, ``retry``, timeouts...).
 
@@ -80,6 +87,7 @@ class VideoReader:
         stats: TransferStats | None = None,
         index_cache: Any = None,
         num_threads: int = 0,
+        decode_workers: int | None = None,
         source_options: dict | None = None,
     ) -> None:
         if dimension_order not in ("NCHW", "NHWC"):
@@ -94,6 +102,11 @@ class VideoReader:
         self._index: SampleIndex | None = None
         self._demux = None
         self._decoder: DecoderBackend | None = None
+        self._group_decoders: list[DecoderBackend] = []
+        self._nal_length_size = 0
+        self._count_lock = threading.Lock()
+        self._decode_workers_arg = decode_workers
+        self._decode_workers = 1
         self.decoded_nbytes = 0
         """Compressed bytes fed to the decoder by all calls so far (index path:
         exact sample bytes; demux path: the demuxed packets' sizes)."""
@@ -139,11 +152,14 @@ class VideoReader:
         )
         if name == "nvdec" and not output.device.startswith("cuda"):
             output = dataclasses.replace(output, device="cuda")
-        kwargs: dict[str, Any] = {"output": output}
-        if name == "cpu":
-            kwargs["thread_count"] = self._num_threads
-        self._decoder = cls(config, **kwargs)
+        self._nal_length_size = 0
+        if index.codec == "h264" and index.extradata and index.extradata[:1] == b"\x01":
+            self._nal_length_size = parse_avcc(index.extradata).nal_length_size
+        self._decoder_factory = (cls, config, output)
         self._backend_name = name
+        self._decoder = self._new_decoder(thread_count=self._num_threads)
+        if name == "cpu":
+            self._decode_workers = self._decode_workers_arg or 1
         pts, durs = index.frame_pts(), index.frame_durations()
         self._set_timeline(pts, durs, index.timescale)
         self._metadata = self._make_metadata(
@@ -156,6 +172,12 @@ class VideoReader:
             container="mp4",
             access_path="index",
         )
+
+    def _new_decoder(self, *, thread_count: int) -> DecoderBackend:
+        cls, config, output = self._decoder_factory
+        if self._backend_name == "cpu":
+            return cls(config, output=output, thread_count=thread_count)
+        return cls(config, output=output)
 
     def _open_demux(self, backend: str, output: OutputSpec) -> None:
         from ._fallback import DemuxVideo
@@ -279,9 +301,9 @@ class VideoReader:
         if not frames:
             return self._batch([], [])
         if self._index is not None:
-            plan = plan_frames(self._index, frames)
-            decoded = self._decode_index_path(plan)
-            fed = plan.nbytes
+            self.last_decode_nbytes = 0
+            decoded = self._decode_index_path(plan_frames(self._index, frames))
+            fed = self.last_decode_nbytes
         else:
             before = self._demux.decoded_nbytes
             decoded = self._demux.decode_frames(frames)
@@ -341,13 +363,14 @@ class VideoReader:
         if self._closed:
             return
         self._closed = True
-        for obj in (self._decoder, self._demux, self._source):
+        for obj in (self._decoder, *self._group_decoders, self._demux, self._source):
             if obj is not None:
                 try:
                     obj.close()
                 except Exception:  # closing must not mask the error that led here
                     log.debug("error while closing %r", obj, exc_info=True)
         self._decoder = None
+        self._group_decoders = []
         self._demux = None
 
     def __enter__(self) -> "VideoReader":
@@ -384,13 +407,19 @@ class VideoReader:
         return self._stack(tensors, torch.from_numpy(pts), torch.from_numpy(dur))
 
     def _stack(self, tensors: list[torch.Tensor], pts: torch.Tensor, dur: torch.Tensor) -> FrameBatch:
-        if tensors:
-            data = torch.stack(tensors)
-        else:
+        if not tensors:
             h, w = self._output_hw()
-            data = torch.empty((0, 3, h, w), dtype=torch.uint8)
-        if self.dimension_order == "NHWC":
-            data = data.permute(0, 2, 3, 1).contiguous()
+            nhwc = torch.empty((0, h, w, 3), dtype=torch.uint8)
+        elif tensors[0].stride(0) == 1:
+            # CHW views of channel-last memory (swscale's rgb24): stacking them
+            # channel-last is a plain copy, where stacking as CHW would
+            # transpose every pixel (a third of a call's time at 1080p).
+            nhwc = torch.stack([t.permute(1, 2, 0) for t in tensors])
+        else:
+            nhwc = torch.stack(tensors).permute(0, 2, 3, 1)
+        # NCHW is a view of channel-last memory, as torchcodec returns it;
+        # .contiguous() gives a packed copy where a consumer needs one.
+        data = nhwc.contiguous() if self.dimension_order == "NHWC" else nhwc.permute(0, 3, 1, 2)
         return FrameBatch(data=data, pts_seconds=pts, duration_seconds=dur)
 
     def _output_hw(self) -> tuple[int, int]:
@@ -425,8 +454,7 @@ class VideoReader:
             nbytes += g.nbytes
         out: dict[int, torch.Tensor] = {}
         if len(batches) == 1:
-            for g, blobs in zip(batches[0], self._fetch(batches[0])):
-                out.update(self._decode_group(g, blobs))
+            out.update(self._decode_groups(batches[0], self._fetch(batches[0])))
             return out
         # Overlap: the next batch downloads while this one decodes.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloader-fetch") as pool:
@@ -435,11 +463,46 @@ class VideoReader:
                 blobs_per_group = pending.result()
                 if i + 1 < len(batches):
                     pending = pool.submit(self._fetch, batches[i + 1])
-                for g, blobs in zip(batch, blobs_per_group):
-                    out.update(self._decode_group(g, blobs))
+                out.update(self._decode_groups(batch, blobs_per_group))
         return out
 
-    def _decode_group(self, group: DecodeGroup, blobs: list[bytes]) -> dict[int, torch.Tensor]:
+    def _decode_groups(self, groups: list[DecodeGroup], blobs_per_group: list[list[bytes]]) -> dict[int, torch.Tensor]:
+        """Decode independent groups, several at once if ``decode_workers`` > 1.
+
+        Each group starts at a sync sample, so groups share no decoder state
+        and can go to separate single-threaded decoders in parallel.
+        """
+        out: dict[int, torch.Tensor] = {}
+        workers = min(len(groups), self._decode_workers)
+        if workers <= 1:
+            for g, blobs in zip(groups, blobs_per_group):
+                out.update(self._decode_group(g, blobs, self._decoder))
+        else:
+            while len(self._group_decoders) < workers:
+                self._group_decoders.append(self._new_decoder(thread_count=1))
+            free: queue.SimpleQueue[DecoderBackend] = queue.SimpleQueue()
+            for d in self._group_decoders[:workers]:
+                free.put(d)
+
+            def run(g: DecodeGroup, blobs: list[bytes]) -> dict[int, torch.Tensor]:
+                d = free.get()
+                try:
+                    return self._decode_group(g, blobs, d)
+                finally:
+                    free.put(d)
+
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="videoloader-decode") as pool:
+                for part in pool.map(run, groups, blobs_per_group):
+                    out.update(part)
+        if self._metadata.pixel_format is None:
+            for d in [self._decoder, *self._group_decoders]:
+                pix = getattr(d, "pixel_format", lambda: None)()
+                if pix:
+                    self._metadata = dataclasses.replace(self._metadata, pixel_format=pix)
+                    break
+        return out
+
+    def _decode_group(self, group: DecodeGroup, blobs: list[bytes], decoder: DecoderBackend) -> dict[int, torch.Tensor]:
         index = self._index
         starts = np.fromiter((r.start for r in group.ranges), dtype=np.int64, count=len(group.ranges))
         views = [memoryview(b) for b in blobs]
@@ -461,14 +524,19 @@ class VideoReader:
                 )
             )
         wanted = {int(index.pts[index.frame_to_sample[f]]): f for f in group.frames}
+        if self._nal_length_size:
+            # Unwanted non-reference pictures cannot affect any other frame: skip
+            # their decoding (a third of the pictures with x264's B-pyramid).
+            packets = [
+                p for p in packets
+                if p.pts in wanted or p.is_sync or not h264_is_disposable(p.data, self._nal_length_size)
+            ]
+        with self._count_lock:  # groups may decode in parallel
+            self.last_decode_nbytes += sum(len(p.data) for p in packets)
         try:
-            got = self._decoder.decode_group(packets, wanted)
+            got = decoder.decode_group(packets, wanted)
         except CorruptVideoError as e:
             raise CorruptVideoError(f"{self.url}: frames {list(group.frames)}: {e}") from e
-        if self._metadata.pixel_format is None:
-            pix = getattr(self._decoder, "pixel_format", lambda: None)()
-            if pix:
-                self._metadata = dataclasses.replace(self._metadata, pixel_format=pix)
         out = {}
         for pts, f in wanted.items():
             if pts not in got:

@@ -47,7 +47,10 @@ class FrameBatch:
     """Frames returned by a reader, in the order they were asked for."""
 
     data: "torch.Tensor"
-    """uint8 frames, ``N x C x H x W`` (or ``N x H x W x C`` for NHWC), RGB."""
+    """uint8 RGB frames, ``N x C x H x W`` (or ``N x H x W x C`` for NHWC).
+
+    NCHW data from the CPU backend is a view of channel-last memory (as
+    torchcodec returns it); call ``.contiguous()`` where packed NCHW is needed."""
     pts_seconds: "torch.Tensor"
     """float64 presentation time of each frame, shape ``N``."""
     duration_seconds: "torch.Tensor"

@@ -302,7 +302,10 @@ class VideoFrameDataset(_SampleLoader, Dataset):
             keep it >= the loading threads of a process. 0: close after each item.
         max_concurrent_samples: items of one batch loaded concurrently per
             process when DataLoader fetches a batch (``__getitems__``): one
-            item's network wait overlaps another's decoding. 1: one by one.
+            item's network wait overlaps another's decoding. With
+            ``num_workers=0`` and high latency, the batch size hides more
+            latency (the batch waits for the network once) but keeps more
+            decoders alive (more memory). 1: one by one.
         reader_options: more ``VideoReader`` arguments (``track``, ``device``,
             ``source_options``...).
     """

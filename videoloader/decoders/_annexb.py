@@ -88,6 +88,25 @@ def iter_length_prefixed(sample: bytes | memoryview, nal_length_size: int) -> It
         pos += size
 
 
+def h264_is_disposable(sample: bytes | memoryview, nal_length_size: int) -> bool:
+    """True when an H.264 sample's slices all have ``nal_ref_idc == 0``.
+
+    Such a picture is never used to predict another (ISO 14496-10 7.4.1), so
+    a reader that does not want it can leave it out of the decoder altogether
+    (what FFmpeg's ``skip_frame=NONREF`` does, per packet instead of per stream).
+    """
+    vcl = False
+    for nal in iter_length_prefixed(sample, nal_length_size):
+        nal_type = nal[0] & 0x1F
+        if nal_type in (1, 5):  # coded slice (non-IDR / IDR)
+            if nal[0] & 0x60:
+                return False
+            vcl = True
+        elif nal_type in (2, 3, 4):  # data partitions: keep, rare and not worth parsing
+            return False
+    return vcl
+
+
 def length_prefixed_to_annexb(sample: bytes | memoryview, nal_length_size: int) -> bytes:
     """One AVCC/HVCC sample as Annex-B: every length field becomes a start code.
 
