@@ -310,3 +310,13 @@ def test_unwanted_non_reference_pictures_are_skipped_not_guessed(corpus, referen
         b = r.get_frames_at(wanted_nonref)
         for row, i in enumerate(wanted_nonref):
             assert np.array_equal(b.data[row].permute(1, 2, 0).numpy(), ref[i][1])
+
+
+def test_hevc_non_reference_pictures_are_skipped_too(corpus, reference):
+    ref = reference("hevc_8bit")
+    with VideoReader(str(corpus["hevc_8bit"])) as r:
+        targets = [10, 20, 30, 47]
+        b = r.get_frames_at(targets)
+        assert r.last_decode_nbytes < r.plan(targets).nbytes
+        for row, i in enumerate(targets):
+            assert np.array_equal(b.data[row].permute(1, 2, 0).numpy(), ref[i][1])

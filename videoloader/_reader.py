@@ -22,7 +22,13 @@ import torch
 from ._errors import CorruptVideoError, NotAVideoError, UnsupportedFormatError, VideoLoaderError
 from ._plan import DecodeGroup, Plan, plan_frames
 from ._types import FrameBatch, VideoMetadata
-from .decoders._annexb import h264_is_disposable, parse_avcc
+from .decoders._annexb import (
+    h264_is_disposable,
+    hevc_is_disposable,
+    hvcc_num_temporal_layers,
+    parse_avcc,
+    parse_hvcc,
+)
 from .decoders._base import DecoderBackend, OutputSpec, Packet, StreamConfig
 from .io import RangeSource, TransferStats
 from .mp4 import SampleIndex, load_index
@@ -104,6 +110,7 @@ class VideoReader:
         self._decoder: DecoderBackend | None = None
         self._group_decoders: list[DecoderBackend] = []
         self._nal_length_size = 0
+        self._disposable = None
         self._count_lock = threading.Lock()
         self._decode_workers_arg = decode_workers
         self._decode_workers = 1
@@ -152,9 +159,14 @@ class VideoReader:
         )
         if name == "nvdec" and not output.device.startswith("cuda"):
             output = dataclasses.replace(output, device="cuda")
-        self._nal_length_size = 0
-        if index.codec == "h264" and index.extradata and index.extradata[:1] == b"\x01":
-            self._nal_length_size = parse_avcc(index.extradata).nal_length_size
+        self._disposable = None
+        if index.extradata and index.extradata[:1] == b"\x01":
+            if index.codec == "h264":
+                self._nal_length_size = parse_avcc(index.extradata).nal_length_size
+                self._disposable = h264_is_disposable
+            elif index.codec == "hevc" and hvcc_num_temporal_layers(index.extradata) == 1:
+                self._nal_length_size = parse_hvcc(index.extradata).nal_length_size
+                self._disposable = hevc_is_disposable
         self._decoder_factory = (cls, config, output)
         self._backend_name = name
         self._decoder = self._new_decoder(thread_count=self._num_threads)
@@ -524,12 +536,12 @@ class VideoReader:
                 )
             )
         wanted = {int(index.pts[index.frame_to_sample[f]]): f for f in group.frames}
-        if self._nal_length_size:
+        if self._disposable is not None:
             # Unwanted non-reference pictures cannot affect any other frame: skip
-            # their decoding (a third of the pictures with x264's B-pyramid).
+            # their decoding (a third of the pictures with a B-pyramid).
             packets = [
                 p for p in packets
-                if p.pts in wanted or p.is_sync or not h264_is_disposable(p.data, self._nal_length_size)
+                if p.pts in wanted or p.is_sync or not self._disposable(p.data, self._nal_length_size)
             ]
         with self._count_lock:  # groups may decode in parallel
             self.last_decode_nbytes += sum(len(p.data) for p in packets)

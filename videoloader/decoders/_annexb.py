@@ -107,6 +107,31 @@ def h264_is_disposable(sample: bytes | memoryview, nal_length_size: int) -> bool
     return vcl
 
 
+def hevc_is_disposable(sample: bytes | memoryview, nal_length_size: int) -> bool:
+    """True when an HEVC sample's slices are all sub-layer non-reference
+    pictures (TRAIL_N, TSA_N, STSA_N, RADL_N, RASL_N, reserved _N types).
+
+    Only safe for streams with a single temporal sub-layer (hvcC
+    ``numTemporalLayers == 1``): there a ``_N`` picture predicts nothing
+    (ISO 23008-2 3.132); the caller checks that.
+    """
+    vcl = False
+    for nal in iter_length_prefixed(sample, nal_length_size):
+        nal_type = (nal[0] >> 1) & 0x3F
+        if nal_type < 32:  # VCL
+            if nal_type > 14 or nal_type % 2:
+                return False
+            vcl = True
+    return vcl
+
+
+def hvcc_num_temporal_layers(extradata: bytes) -> int:
+    """``numTemporalLayers`` of an hvcC record (0 means unknown)."""
+    b = bytes(extradata)
+    _need(b, 0, 23, "hvcC")
+    return (b[21] >> 3) & 0x07
+
+
 def length_prefixed_to_annexb(sample: bytes | memoryview, nal_length_size: int) -> bytes:
     """One AVCC/HVCC sample as Annex-B: every length field becomes a start code.
 
