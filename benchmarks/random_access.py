@@ -431,9 +431,9 @@ def chart(local_rows, http_rows, decoders, path: Path, title: str) -> None:
                   "hatched = file size", fontsize=10)
     ax2.legend(ncol=len(readers), fontsize=8, loc="upper left")
     ax2.grid(axis="y", alpha=0.3, which="both")
-    lo = min(v for v in hb.values() if v == v and v > 0)
-    hi = max(v for v in hb.values() if v == v)
-    ax2.set_ylim(lo / 2, hi * 3)
+    seen = [v for v in hb.values() if v == v and v > 0]
+    if seen:  # empty with --no-http
+        ax2.set_ylim(min(seen) / 2, max(seen) * 3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
