@@ -320,3 +320,34 @@ def test_hevc_non_reference_pictures_are_skipped_too(corpus, reference):
         assert r.last_decode_nbytes < r.plan(targets).nbytes
         for row, i in enumerate(targets):
             assert np.array_equal(b.data[row].permute(1, 2, 0).numpy(), ref[i][1])
+
+
+def test_reader_inherited_across_fork_is_dropped_without_hanging(corpus):
+    """Freeing an FFmpeg frame-threaded decoder in a forked child waits forever
+    on threads that only exist in the parent; the reader must not do that."""
+    import gc
+    import os
+    import signal
+    import time
+
+    r = VideoReader(str(corpus["h264_bframes"]))
+    r.get_frames_at([5, 40])  # the decoder now has FFmpeg worker threads
+    pid = os.fork()
+    if pid == 0:  # child: drop the inherited reader, then leave at once
+        try:
+            del r
+            gc.collect()
+        finally:
+            os._exit(0)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung while freeing the inherited reader")
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    r.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import queue
 import threading
 from collections.abc import Sequence
@@ -42,6 +43,10 @@ INDEX_CODECS = frozenset({"h264", "hevc", "av1", "vp9"})
 # Fetch at most this many bytes ahead of the decoder: bounds memory on long
 # clips while the next batch downloads during the current batch's decode.
 PIPELINE_BATCH_BYTES = 16 * 1024 * 1024
+
+# Decoders of readers created before a fork and collected in the child: never
+# freed there (see VideoReader.close).
+_INHERITED_ACROSS_FORK: list[Any] = []
 
 # Per-request records a reader keeps (totals are never capped).
 MAX_RECORDS = 4096
@@ -103,6 +108,7 @@ class VideoReader:
                 raise ValueError("give either size=(h, w) or width/height, not both")
             height, width = size
         self.dimension_order = dimension_order
+        self._pid = os.getpid()
         self._num_threads = num_threads
         self._closed = False
         self._index: SampleIndex | None = None
@@ -375,6 +381,12 @@ class VideoReader:
         if self._closed:
             return
         self._closed = True
+        if self._pid != os.getpid():
+            # A reader inherited across fork: its FFmpeg decoders' threads do
+            # not exist in this process, and freeing such a decoder waits on
+            # them forever. Keep them alive, unused; the source knows forks.
+            _INHERITED_ACROSS_FORK.append((self._decoder, self._group_decoders, self._demux))
+            self._decoder, self._group_decoders, self._demux = None, [], None
         for obj in (self._decoder, *self._group_decoders, self._demux, self._source):
             if obj is not None:
                 try:
