@@ -791,3 +791,23 @@ def test_interpreter_exit_closes_unclosed_sources(http_server, blob_url, tmp_pat
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "read ok"
     assert "Unclosed" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_read_head_learns_size_and_validator_in_one_request(http_server, blob_url, tmp_path):
+    http_server.reset_counts()
+    with RangeSource(blob_url) as src:
+        assert src.read_head(1000, retain=True) == BLOB[:1000]
+        assert src.size == len(BLOB) and src.validator
+        assert src.read(10, 20) == BLOB[10:20]  # from the retained head: no request
+        assert src.stats.num_requests == 1
+    assert [m for m, *_ in http_server.requests] == ["GET"]
+    small = http_server.add("small.bin", b"abc")
+    with RangeSource(small) as src:
+        assert src.read_head(1000) == b"abc" and src.size == 3
+    empty = http_server.add("empty.bin", b"")
+    with RangeSource(empty) as src:
+        assert src.read_head(1000) == b"" and src.size == 0
+    local = tmp_path / "l.bin"
+    local.write_bytes(BLOB[:50])
+    with RangeSource(str(local)) as src:
+        assert src.read_head(1000) == BLOB[:50]

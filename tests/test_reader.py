@@ -12,6 +12,7 @@ from videoloader import (
     CorruptVideoError,
     FrameBatch,
     NotAVideoError,
+    RangeRequestError,
     SourceNotFoundError,
     VideoReader,
 )
@@ -351,3 +352,28 @@ def test_reader_inherited_across_fork_is_dropped_without_hanging(corpus):
         pytest.fail("the forked child hung while freeing the inherited reader")
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     r.close()
+
+
+def test_open_over_http_is_one_request_without_head(corpus, http_server):
+    url = http_server.add("one.mp4", corpus["h264_faststart"])
+    http_server.reset_counts()
+    with VideoReader(url, index_cache=False) as r:
+        assert r.transfer_stats.num_requests == 1  # the first read also gave size and ETag
+        r.get_frames_at([3])
+    methods = [m for m, path, *_ in http_server.requests if path == "/one.mp4"]
+    assert "HEAD" not in methods and methods[0] == "GET"
+
+
+def test_open_retries_a_transient_fault_and_refuses_ignored_range(corpus, http_server, tmp_path):
+    url = http_server.add("retry.mp4", corpus["h264_faststart"])
+    http_server.faults.append("503")
+    with VideoReader(url, index_cache=False) as r:
+        assert [rec.status for rec in r.transfer_stats.records[:2]] == [503, 206]
+        r.get_frames_at([0])
+    big = tmp_path / "big.mp4"
+    big.write_bytes(corpus["h264_faststart"].read_bytes() * 40)  # > the loopback socket buffers
+    url = http_server.add("norange.mp4", big, honour_range=False)
+    http_server.reset_counts()
+    with pytest.raises(RangeRequestError):
+        VideoReader(url, index_cache=False)
+    assert http_server.bytes_sent_for("norange.mp4") < big.stat().st_size

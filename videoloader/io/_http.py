@@ -147,6 +147,13 @@ class HttpBackend:
         session = self._get_session()
         return run_sync(self._stat(session))
 
+    def stat_and_read_head(self, nbytes: int) -> tuple[Identity, bytes]:
+        """Size, validator and the first ``min(nbytes, size)`` bytes from one
+        ranged GET (``Content-Range`` gives the size): a reader's open costs one
+        round trip instead of a HEAD and a GET."""
+        session = self._get_session()
+        return run_sync(self._retrying(0, nbytes, lambda attempt: self._head_get(session, nbytes, attempt)))
+
     def read(self, ranges: Sequence[ByteRange], identity: Identity) -> list[bytes]:
         """The bytes of each range (already coalesced, non-empty, inside the object)."""
         session = self._get_session()
@@ -300,6 +307,49 @@ class HttpBackend:
             )
 
         return await self._attempt(0, 1, 1, attempt, get, handle)
+
+    async def _head_get(self, session: Any, nbytes: int, attempt: int) -> tuple[Identity, bytes]:
+        headers = {**self._headers, "Range": f"bytes=0-{nbytes - 1}", "Accept-Encoding": "identity"}
+
+        def get() -> Any:
+            return session.get(
+                self._url, headers=headers, timeout=self._timeout(nbytes), allow_redirects=True, **self._request_kwargs
+            )
+
+        async def handle(resp: Any) -> tuple[Identity, bytes]:
+            etag, modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
+            if resp.status == 416:  # an empty object: "bytes */0"
+                parsed = _parse_content_range(resp.headers.get("Content-Range"))
+                await self._drain(resp)
+                if parsed is not None and parsed[2] == 0:
+                    return Identity(0, etag, modified), b""
+                raise RangeRequestError(f"{self._redacted}: GET bytes=0-{nbytes - 1} got HTTP 416.")
+            await self._raise_for_error(resp, f"GET bytes=0-{nbytes - 1}")
+            if resp.status == 206:
+                parsed = _parse_content_range(resp.headers.get("Content-Range"))
+                if parsed is None or parsed[2] is None:
+                    resp.close()
+                    raise RangeRequestError(
+                        f"{self._redacted}: HTTP 206 without a usable Content-Range "
+                        f"({resp.headers.get('Content-Range')!r}); cannot learn the object size."
+                    )
+                identity = Identity(parsed[2], etag, modified)
+            elif resp.status == 200 and resp.content_length is not None:
+                identity = Identity(resp.content_length, etag, modified)
+            else:
+                resp.close()
+                raise RangeRequestError(
+                    f"{self._redacted}: GET bytes=0-{nbytes - 1} got HTTP {resp.status}; expected 206."
+                )
+            # From here on the reply is checked exactly like any range read of
+            # [0, min(nbytes, size)) (a 200 is accepted only for the whole object).
+            r = ByteRange(0, min(nbytes, identity.size))
+            if not r.nbytes:
+                await self._drain(resp)
+                return identity, b""
+            return identity, await self._handle_range_reply(resp, r, identity)
+
+        return await self._attempt(0, nbytes, nbytes, attempt, get, handle)
 
     # -- GET ranges ------------------------------------------------------------------------------
 

@@ -268,6 +268,26 @@ class RangeSource:
             self._retained.append((m.start, bytes(blob)))
             held += len(blob)
 
+    def read_head(self, nbytes: int, *, retain: bool = False) -> bytes:
+        """The first ``min(nbytes, size)`` bytes. Before the size is known, an
+        HTTP source learns it from this read's reply (one request, no HEAD).
+
+        Raises:
+            as ``read_ranges``.
+        """
+        if self._identity is None:
+            backend = self._get_backend()
+            probe = getattr(backend, "stat_and_read_head", None)
+            if probe is not None:
+                with self._locks()[1]:
+                    if self._identity is None:
+                        identity, data = probe(nbytes)
+                        self._identity = identity
+                        if retain and data:
+                            self._retain([ByteRange(0, len(data))], [data])
+                        return data
+        return self.read_ranges([ByteRange(0, min(nbytes, self.size))], retain=retain)[0]
+
     def open_file(self, *, read_ahead_bytes: int = READ_AHEAD_BYTES) -> Any:
         """A seekable, read-only binary file whose reads go through ``read_ranges``.
 

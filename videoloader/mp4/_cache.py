@@ -94,6 +94,20 @@ class IndexCache:
         digest = hashlib.sha256(json.dumps(list(key), default=str).encode()).hexdigest()
         return self.directory / f"{digest}.npz"
 
+    def _url_marker(self, url: str) -> Path | None:
+        if self.directory is None:
+            return None
+        return self.directory / f"url-{hashlib.sha256(url.encode()).hexdigest()}"
+
+    def may_hold(self, url: str) -> bool:
+        """Whether an index of ``url`` (any version) may be cached. False lets a
+        reader skip learning size and validator up front (a HEAD on HTTP)."""
+        with self._lock:
+            if any(k[0] == url for k in self._items):
+                return True
+        marker = self._url_marker(url)
+        return marker is not None and marker.exists()
+
     def get(self, key: tuple) -> SampleIndex | None:
         with self._lock:
             hit = self._items.get(key)
@@ -117,6 +131,11 @@ class IndexCache:
         path = self._path(key)
         if path is not None:
             self._save(path, key, stored)
+            marker = self._url_marker(key[0])
+            try:
+                marker.touch()
+            except OSError:  # a read-only cache folder still serves what it has
+                pass
 
     def _remember(self, key: tuple, index: SampleIndex) -> None:
         if self.max_entries == 0:

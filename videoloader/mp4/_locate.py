@@ -104,10 +104,18 @@ def locate(source, *, max_moov_bytes: int = MAX_MOOV_BYTES) -> Layout:
         MP4ParseError: broken headers, or no moov.
     """
     url = source.url
-    size = int(source.size)
-    if size <= 0:
-        raise NotAVideoError(f"{url}: the file is empty (0 bytes); expected an MP4.")
-    head = _read(source, 0, min(size, HEAD_BYTES), url, size)
+    if hasattr(source, "read_head"):
+        # One request learns the size too (no HEAD round trip on HTTP).
+        data = source.read_head(HEAD_BYTES, retain=True)
+        size = int(source.size)
+        if size <= 0:
+            raise NotAVideoError(f"{url}: the file is empty (0 bytes); expected an MP4.")
+        head = Buffer(bytes(data), 0, url=url, file_size=size)
+    else:
+        size = int(source.size)
+        if size <= 0:
+            raise NotAVideoError(f"{url}: the file is empty (0 bytes); expected an MP4.")
+        head = _read(source, 0, min(size, HEAD_BYTES), url, size)
     sniff(head.data, url)
     buffers = [head]
     top: list[Box] = []

@@ -41,9 +41,20 @@ class _CountingSource:
     def __init__(self, source) -> None:
         self._source = source
         self.url = source.url
-        self.size = int(source.size)
         self.nbytes = 0
         self.requests = 0
+        if hasattr(source, "read_head"):
+            self.read_head = self._read_head
+
+    @property
+    def size(self) -> int:
+        return int(self._source.size)
+
+    def _read_head(self, nbytes: int, *, retain: bool = False) -> bytes:
+        out = self._source.read_head(nbytes, retain=retain)
+        self.requests += 1
+        self.nbytes += len(out)
+        return out
         self.supports_retain = bool(getattr(source, "supports_retain", False))
 
     def read_ranges(self, ranges, *, retain: bool = False):
@@ -118,10 +129,9 @@ def load_index(source, *, track: int | None = None, cache=None) -> SampleIndex:
     """
     cache = _resolve_cache(cache)
     url = source.url
-    size = int(source.size)
-    key = cache_key(url, size, getattr(source, "validator", None), track)
-    if cache is not None:
-        hit = cache.get(key)
+    if cache is not None and cache.may_hold(url):
+        # Validating a cached index needs size and validator first (a HEAD on HTTP).
+        hit = cache.get(cache_key(url, int(source.size), getattr(source, "validator", None), track))
         if hit is not None:
             return hit
     snapshot = _stats_snapshot(source)
@@ -129,7 +139,7 @@ def load_index(source, *, track: int | None = None, cache=None) -> SampleIndex:
     index = _build_index(counting, track=track)
     index.index_nbytes, index.index_requests = _stats_delta(source, snapshot, counting)
     if cache is not None:
-        cache.put(key, index)
+        cache.put(cache_key(url, int(source.size), getattr(source, "validator", None), track), index)
     return index
 
 
@@ -169,8 +179,8 @@ def _select_track(movie: Movie, track: int | None, url: str) -> Track:
 
 def _build_index(source: _CountingSource, *, track: int | None) -> SampleIndex:
     url = source.url
+    layout = locate(source)  # first: on HTTP its first read also learns the size
     size = source.size
-    layout = locate(source)
     movie = parse_moov(layout.moov_buf, layout.moov)
     trak = _select_track(movie, track, url)
     if trak.stsd is None:
