@@ -5,7 +5,8 @@ PyNvVideoCodec; PyAV only if you also want live CPU timings)::
 
     VIDEOLOADER_REQUIRE_HW=1 python benchmarks/gpu_check.py --json benchmarks/gpu_check_data/result.json
 
-First, on any machine with PyAV (once; the data folder travels with the tree)::
+First, on any machine with PyAV (once; ``benchmarks/gpu_check_data/`` is
+git-ignored, about 10 MB: name it in the device tool's ``carry`` list)::
 
     python benchmarks/gpu_check.py --prepare
 
