@@ -160,7 +160,7 @@ def test_bframe_files_have_delay_only_edit_lists(corpus):
 def test_hevc_10bit_and_sample_entries(corpus, decoded):
     for name, fourcc in [("hevc_8bit", "hvc1"), ("hevc_10bit", "hev1")]:
         data = corpus[name].read_bytes()
-        assert find_boxes(data, f"moov/trak/mdia/minf/stbl/stsd")
+        assert find_boxes(data, "moov/trak/mdia/minf/stbl/stsd")
         with av.open(str(corpus[name])) as container:
             assert container.streams.video[0].codec_tag == fourcc
     with av.open(str(corpus["hevc_10bit"])) as container:

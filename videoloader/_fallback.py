@@ -266,7 +266,6 @@ class DemuxVideo:
         raise CorruptVideoError(f"{self.source.url}: could not seek back to the keyframe at dts {target_dts}")
 
     def _decode_group(self, start: int, last: int, wanted_pts: dict[int, int]) -> dict[int, torch.Tensor]:
-        t = self.table
         ctx = self._codec_context()
         out: dict[int, torch.Tensor] = {}
         todo = len(wanted_pts)

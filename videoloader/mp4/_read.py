@@ -43,6 +43,7 @@ class _CountingSource:
         self.url = source.url
         self.nbytes = 0
         self.requests = 0
+        self.supports_retain = bool(getattr(source, "supports_retain", False))
         if hasattr(source, "read_head"):
             self.read_head = self._read_head
 
@@ -55,7 +56,6 @@ class _CountingSource:
         self.requests += 1
         self.nbytes += len(out)
         return out
-        self.supports_retain = bool(getattr(source, "supports_retain", False))
 
     def read_ranges(self, ranges, *, retain: bool = False):
         ranges = list(ranges)
