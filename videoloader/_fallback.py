@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ._errors import CorruptVideoError, NotAVideoError
+from ._plan import start_sample
 from .decoders._base import OutputSpec
 from .decoders._pyav import ffmpeg_decoder_name, frame_to_tensor
 from .io import RangeSource
@@ -143,10 +144,7 @@ class DemuxVideo:
         # Group targets by the sync sample they decode from (as the planner does).
         groups: dict[int, int] = {}
         for s in sorted(wanted_by_sample):
-            pos = int(np.searchsorted(syncs, s, side="right")) - 1
-            while pos > 0 and t.pts[syncs[pos]] > t.pts[s]:
-                pos -= 1
-            start = int(syncs[pos]) if pos >= 0 else 0
+            start = start_sample(t.pts, syncs, s)
             groups[start] = max(groups.get(start, s), s)
         out: dict[int, torch.Tensor] = {}
         for start, last in sorted(groups.items()):

@@ -23,7 +23,7 @@ import numpy as np
 from ._types import ByteRange
 from .mp4._index import SampleIndex
 
-__all__ = ["DecodeGroup", "Plan", "plan_frames", "sample_runs"]
+__all__ = ["DecodeGroup", "Plan", "plan_frames", "sample_runs", "start_sample"]
 
 
 @dataclass(frozen=True)
@@ -106,16 +106,21 @@ def sample_runs(index: SampleIndex, first: int, last: int) -> tuple[ByteRange, .
     return tuple(runs)
 
 
-def _start_sample(index: SampleIndex, sync_samples: np.ndarray, sample: int) -> int:
-    """The sync sample to start decoding from so ``sample`` comes out exact."""
+def start_sample(pts: np.ndarray, sync_samples: np.ndarray, sample: int) -> int:
+    """The sync sample to start decoding from so ``sample`` comes out exact.
+
+    Args:
+        pts: presentation time of every sample, decode order.
+        sync_samples: sorted indices of the sync samples.
+        sample: the target sample (decode order).
+    """
     pos = int(np.searchsorted(sync_samples, sample, side="right")) - 1
     if pos < 0:
         # No sync sample at or before it: start at the first sample, as a
         # sequential decode does (FFmpeg shows what it can from there).
         return 0
-    target_pts = index.pts[sample]
     # [I0 .. P] [I1 B(leading, pts < I1) ...]: the leading B needs the GOP before.
-    while pos > 0 and index.pts[sync_samples[pos]] > target_pts:
+    while pos > 0 and pts[sync_samples[pos]] > pts[sample]:
         pos -= 1
     return int(sync_samples[pos])
 
@@ -144,7 +149,7 @@ def plan_frames(index: SampleIndex, frame_indices: Sequence[int]) -> Plan:
     spans: list[tuple[int, int, int]] = []  # (first_sample, last_sample, frame)
     for f in sorted(set(frames)):
         s = int(index.frame_to_sample[f])
-        spans.append((_start_sample(index, sync_samples, s), s, f))
+        spans.append((start_sample(index.pts, sync_samples, s), s, f))
     spans.sort()
     groups: list[DecodeGroup] = []
     cur_first, cur_last, cur_frames = spans[0][0], spans[0][1], [spans[0][2]]

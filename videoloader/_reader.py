@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import queue
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
@@ -70,10 +68,6 @@ class VideoReader:
         stats: a parent TransferStats that also receives this reader's records.
         index_cache: an on-disk cache directory for MP4 indexes (None: memory only).
         num_threads: FFmpeg decoder threads (0: one per core).
-        decode_workers: GOP groups decoded at once on the CPU backend, each by
-            its own single-threaded decoder. Default 1: one decoder with
-            FFmpeg's frame threads was faster on 2 cores (GOP groups are rarely
-            the same length); try more on many-core machines.
         source_options: extra keyword arguments for ``RangeSource``
             (``coalesce_gap_bytes``, ``retry``, timeouts...).
 
@@ -98,7 +92,6 @@ class VideoReader:
         stats: TransferStats | None = None,
         index_cache: Any = None,
         num_threads: int = 0,
-        decode_workers: int | None = None,
         source_options: dict | None = None,
     ) -> None:
         if dimension_order not in ("NCHW", "NHWC"):
@@ -114,12 +107,8 @@ class VideoReader:
         self._index: SampleIndex | None = None
         self._demux = None
         self._decoder: DecoderBackend | None = None
-        self._group_decoders: list[DecoderBackend] = []
         self._nal_length_size = 0
         self._disposable = None
-        self._count_lock = threading.Lock()
-        self._decode_workers_arg = decode_workers
-        self._decode_workers = 1
         self.decoded_nbytes = 0
         """Compressed bytes fed to the decoder by all calls so far (index path:
         exact sample bytes; demux path: the demuxed packets' sizes)."""
@@ -173,11 +162,11 @@ class VideoReader:
             elif index.codec == "hevc" and hvcc_num_temporal_layers(index.extradata) == 1:
                 self._nal_length_size = parse_hvcc(index.extradata).nal_length_size
                 self._disposable = hevc_is_disposable
-        self._decoder_factory = (cls, config, output)
         self._backend_name = name
-        self._decoder = self._new_decoder(thread_count=self._num_threads)
         if name == "cpu":
-            self._decode_workers = self._decode_workers_arg or 1
+            self._decoder = cls(config, output=output, thread_count=self._num_threads)
+        else:
+            self._decoder = cls(config, output=output)
         pts, durs = index.frame_pts(), index.frame_durations()
         self._set_timeline(pts, durs, index.timescale)
         self._metadata = self._make_metadata(
@@ -190,12 +179,6 @@ class VideoReader:
             container="mp4",
             access_path="index",
         )
-
-    def _new_decoder(self, *, thread_count: int) -> DecoderBackend:
-        cls, config, output = self._decoder_factory
-        if self._backend_name == "cpu":
-            return cls(config, output=output, thread_count=thread_count)
-        return cls(config, output=output)
 
     def _open_demux(self, backend: str, output: OutputSpec) -> None:
         from ._fallback import DemuxVideo
@@ -319,16 +302,17 @@ class VideoReader:
         if not frames:
             return self._batch([], [])
         if self._index is not None:
-            self.last_decode_nbytes = 0
-            decoded = self._decode_index_path(plan_frames(self._index, frames))
-            fed = self.last_decode_nbytes
+            decoded, fed = self._decode_index_path(plan_frames(self._index, frames))
         else:
             before = self._demux.decoded_nbytes
             decoded = self._demux.decode_frames(frames)
             fed = self._demux.decoded_nbytes - before
-        self.last_decode_nbytes = fed
-        self.decoded_nbytes += fed
+        self._count_fed(fed)
         return self._batch(frames, [decoded[i] for i in frames])
+
+    def _count_fed(self, nbytes: int) -> None:
+        self.last_decode_nbytes = nbytes
+        self.decoded_nbytes += nbytes
 
     def get_frames_in_range(self, start: int = 0, stop: int | None = None, step: int = 1) -> FrameBatch:
         """Frames ``start, start + step, ...`` below ``stop`` (default: the end)."""
@@ -367,8 +351,7 @@ class VideoReader:
             secs = [float(t) for t in np.asarray(seconds, dtype=np.float64).reshape(-1)]
             before = self._demux.decoded_nbytes
             tensors, pts, durs = self._demux.decode_at_seconds(secs)
-            self.last_decode_nbytes = self._demux.decoded_nbytes - before
-            self.decoded_nbytes += self.last_decode_nbytes
+            self._count_fed(self._demux.decoded_nbytes - before)
             return self._stack(
                 tensors,
                 torch.tensor(pts, dtype=torch.float64),
@@ -385,16 +368,15 @@ class VideoReader:
             # A reader inherited across fork: its FFmpeg decoders' threads do
             # not exist in this process, and freeing such a decoder waits on
             # them forever. Keep them alive, unused; the source knows forks.
-            _INHERITED_ACROSS_FORK.append((self._decoder, self._group_decoders, self._demux))
-            self._decoder, self._group_decoders, self._demux = None, [], None
-        for obj in (self._decoder, *self._group_decoders, self._demux, self._source):
+            _INHERITED_ACROSS_FORK.append((self._decoder, self._demux))
+            self._decoder, self._demux = None, None
+        for obj in (self._decoder, self._demux, self._source):
             if obj is not None:
                 try:
                     obj.close()
                 except Exception:  # closing must not mask the error that led here
                     log.debug("error while closing %r", obj, exc_info=True)
         self._decoder = None
-        self._group_decoders = []
         self._demux = None
 
     def __enter__(self) -> "VideoReader":
@@ -467,7 +449,8 @@ class VideoReader:
             k += len(g.ranges)
         return out
 
-    def _decode_index_path(self, plan: Plan) -> dict[int, torch.Tensor]:
+    def _decode_index_path(self, plan: Plan) -> tuple[dict[int, torch.Tensor], int]:
+        """``({frame: tensor}, compressed bytes fed to the decoder)`` for a plan."""
         batches: list[list[DecodeGroup]] = [[]]
         nbytes = 0
         for g in plan.groups:
@@ -477,59 +460,38 @@ class VideoReader:
             batches[-1].append(g)
             nbytes += g.nbytes
         out: dict[int, torch.Tensor] = {}
+        fed = 0
+
+        def decode(batch: list[DecodeGroup], blobs_per_group: list[list[bytes]]) -> None:
+            nonlocal fed
+            for g, blobs in zip(batch, blobs_per_group):
+                frames, nbytes = self._decode_group(g, blobs)
+                out.update(frames)
+                fed += nbytes
+
         if len(batches) == 1:
-            out.update(self._decode_groups(batches[0], self._fetch(batches[0])))
-            return out
-        # Overlap: the next batch downloads while this one decodes.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloader-fetch") as pool:
-            pending = pool.submit(self._fetch, batches[0])
-            for i, batch in enumerate(batches):
-                blobs_per_group = pending.result()
-                if i + 1 < len(batches):
-                    pending = pool.submit(self._fetch, batches[i + 1])
-                out.update(self._decode_groups(batch, blobs_per_group))
-        return out
-
-    def _decode_groups(self, groups: list[DecodeGroup], blobs_per_group: list[list[bytes]]) -> dict[int, torch.Tensor]:
-        """Decode independent groups, several at once if ``decode_workers`` > 1.
-
-        Each group starts at a sync sample, so groups share no decoder state
-        and can go to separate single-threaded decoders in parallel.
-        """
-        out: dict[int, torch.Tensor] = {}
-        workers = min(len(groups), self._decode_workers)
-        if workers <= 1:
-            for g, blobs in zip(groups, blobs_per_group):
-                out.update(self._decode_group(g, blobs, self._decoder))
+            decode(batches[0], self._fetch(batches[0]))
         else:
-            while len(self._group_decoders) < workers:
-                self._group_decoders.append(self._new_decoder(thread_count=1))
-            free: queue.SimpleQueue[DecoderBackend] = queue.SimpleQueue()
-            for d in self._group_decoders[:workers]:
-                free.put(d)
-
-            def run(g: DecodeGroup, blobs: list[bytes]) -> dict[int, torch.Tensor]:
-                d = free.get()
-                try:
-                    return self._decode_group(g, blobs, d)
-                finally:
-                    free.put(d)
-
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="videoloader-decode") as pool:
-                for part in pool.map(run, groups, blobs_per_group):
-                    out.update(part)
+            # Overlap: the next batch downloads while this one decodes.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloader-fetch") as pool:
+                pending = pool.submit(self._fetch, batches[0])
+                for i, batch in enumerate(batches):
+                    blobs_per_group = pending.result()
+                    if i + 1 < len(batches):
+                        pending = pool.submit(self._fetch, batches[i + 1])
+                    decode(batch, blobs_per_group)
         if self._metadata.pixel_format is None:
-            for d in [self._decoder, *self._group_decoders]:
-                pix = getattr(d, "pixel_format", lambda: None)()
-                if pix:
-                    self._metadata = dataclasses.replace(self._metadata, pixel_format=pix)
-                    break
-        return out
+            pix = getattr(self._decoder, "pixel_format", lambda: None)()
+            if pix:
+                self._metadata = dataclasses.replace(self._metadata, pixel_format=pix)
+        return out, fed
 
-    def _decode_group(self, group: DecodeGroup, blobs: list[bytes], decoder: DecoderBackend) -> dict[int, torch.Tensor]:
+    def _decode_group(self, group: DecodeGroup, blobs: list[bytes]) -> tuple[dict[int, torch.Tensor], int]:
+        """``({frame: tensor}, compressed bytes fed)`` for one group."""
         index = self._index
         starts = np.fromiter((r.start for r in group.ranges), dtype=np.int64, count=len(group.ranges))
         views = [memoryview(b) for b in blobs]
+        wanted = {int(index.pts[index.frame_to_sample[f]]): f for f in group.frames}
         packets = []
         for s in range(group.first_sample, group.last_sample + 1):
             off, size = int(index.offsets[s]), int(index.sizes[s])
@@ -538,6 +500,15 @@ class VideoReader:
             data = views[k][rel : rel + size]
             if len(data) != size:
                 raise CorruptVideoError(f"{self.url}: sample {s} at [{off}, {off + size}) is not inside its fetched range")
+            # Unwanted non-reference pictures cannot affect any other frame: skip
+            # their decoding (a third of the pictures with a B-pyramid).
+            if (
+                self._disposable is not None
+                and not index.is_sync[s]
+                and int(index.pts[s]) not in wanted
+                and self._disposable(data, self._nal_length_size)
+            ):
+                continue
             packets.append(
                 Packet(
                     data=bytes(data),
@@ -547,18 +518,8 @@ class VideoReader:
                     is_sync=bool(index.is_sync[s]),
                 )
             )
-        wanted = {int(index.pts[index.frame_to_sample[f]]): f for f in group.frames}
-        if self._disposable is not None:
-            # Unwanted non-reference pictures cannot affect any other frame: skip
-            # their decoding (a third of the pictures with a B-pyramid).
-            packets = [
-                p for p in packets
-                if p.pts in wanted or p.is_sync or not self._disposable(p.data, self._nal_length_size)
-            ]
-        with self._count_lock:  # groups may decode in parallel
-            self.last_decode_nbytes += sum(len(p.data) for p in packets)
         try:
-            got = decoder.decode_group(packets, wanted)
+            got = self._decoder.decode_group(packets, wanted)
         except CorruptVideoError as e:
             raise CorruptVideoError(f"{self.url}: frames {list(group.frames)}: {e}") from e
         out = {}
@@ -569,4 +530,4 @@ class VideoReader:
                     f"from samples {group.first_sample}..{group.last_sample}; the stream may be corrupt"
                 )
             out[f] = got[pts]
-        return out
+        return out, sum(len(p.data) for p in packets)
