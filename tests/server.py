@@ -25,6 +25,12 @@ One-shot faults (``server.faults``, consumed by the next matching GET; a
     half the body, then wait ``slow_seconds``), "replace" (the object changes:
     new bytes, new ETag, new Last-Modified, same size), "wrong_range" (206
     for a different range).
+
+Per-object quirks (``add(..., claim_size=N)``: a server that lies about the
+object's size in ``Content-Length`` / ``Content-Range``, announcing every
+range in full but sending only the bytes it has, then closing) and
+server-wide ones (``ssl_context=``: serve HTTPS; ``add_redirect`` to an
+absolute URL: a redirect to another origin, e.g. a second LoopbackServer).
 """
 
 from __future__ import annotations
@@ -101,6 +107,8 @@ class ServedObject:
     honour_range: bool | None = None
     content_type: str = "application/octet-stream"
     redirect_to: str | None = None
+    claim_size: int | None = None
+    """Size announced in Content-Length / Content-Range instead of ``len(data)`` (a lying server)."""
     version: int = 0
     modified: float = field(default_factory=time.time)
 
@@ -158,9 +166,18 @@ class LoopbackServer:
         latency_seconds: delay before every reply (HEAD included).
         honour_range: False makes every object answer Range with 200 + the whole body.
         slow_seconds: how long "slow" and "stall" faults wait.
+        ssl_context: an ``ssl.SSLContext`` to serve HTTPS instead of HTTP.
     """
 
-    def __init__(self, *, latency_seconds: float = 0.0, honour_range: bool = True, slow_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        latency_seconds: float = 0.0,
+        honour_range: bool = True,
+        slow_seconds: float = 5.0,
+        ssl_context: Any = None,
+    ) -> None:
+        self.ssl_context = ssl_context
         self.latency_seconds = latency_seconds
         self.honour_range = honour_range
         self.slow_seconds = slow_seconds
@@ -188,7 +205,8 @@ class LoopbackServer:
             loop = asyncio.new_event_loop()
             self._loop = loop
             asyncio.set_event_loop(loop)
-            self._server = loop.run_until_complete(asyncio.start_server(self._on_connection, "127.0.0.1", 0))
+            self._server = loop.run_until_complete(asyncio.start_server(self._on_connection, "127.0.0.1", 0, ssl=self.ssl_context)
+            )
             self.port = self._server.sockets[0].getsockname()[1]
             ready.set()
             loop.run_forever()
@@ -225,7 +243,8 @@ class LoopbackServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def url(self, name: str) -> str:
         return f"{self.base_url}/{name.lstrip('/')}"
@@ -238,16 +257,23 @@ class LoopbackServer:
         forbidden: bool = False,
         honour_range: bool | None = None,
         content_type: str = "application/octet-stream",
+        claim_size: int | None = None,
     ) -> str:
         """Serve ``data`` (bytes or a file's contents) at ``/name``; returns its URL.
 
-        ``forbidden`` answers 403; ``honour_range`` overrides the server-wide switch.
+        ``forbidden`` answers 403; ``honour_range`` overrides the server-wide switch;
+        ``claim_size`` makes the server lie: it announces that size (and every range
+        inside it in full) but sends only the bytes of ``data``, then closes.
         """
         if isinstance(data, Path):
             data = data.read_bytes()
         with self._lock:
             self._objects["/" + name.lstrip("/")] = ServedObject(
-                bytes(data), forbidden=forbidden, honour_range=honour_range, content_type=content_type
+                bytes(data),
+                forbidden=forbidden,
+                honour_range=honour_range,
+                content_type=content_type,
+                claim_size=claim_size,
             )
         return self.url(name)
 
@@ -257,9 +283,10 @@ class LoopbackServer:
         return self.add(name, html.encode(), honour_range=honour_range, content_type="text/html; charset=utf-8")
 
     def add_redirect(self, name: str, target: str) -> str:
-        """``/name`` answers 302 to ``/target``."""
+        """``/name`` answers 302 to ``/target``, or to ``target`` itself if it is an absolute URL."""
+        location = target if "://" in target else "/" + target.lstrip("/")
         with self._lock:
-            self._objects["/" + name.lstrip("/")] = ServedObject(b"", redirect_to="/" + target.lstrip("/"))
+            self._objects["/" + name.lstrip("/")] = ServedObject(b"", redirect_to=location)
         return self.url(name)
 
     def replace(self, name: str, data: bytes | Path) -> None:
@@ -319,7 +346,10 @@ class LoopbackServer:
         self._num_connections += 1
         self._open_connections += 1
         # Write buffer 0: drain() returns only once the bytes are in the kernel, so counts are exact.
-        writer.transport.set_write_buffer_limits(high=0)
+        # (Not over TLS: asyncio's SSL transport may then never resume writing; counts there are
+        # of plaintext bytes anyway.)
+        if self.ssl_context is None:
+            writer.transport.set_write_buffer_limits(high=0)
         try:
             while True:
                 try:
@@ -394,7 +424,7 @@ class LoopbackServer:
             "Last-Modified": modified,
             "Accept-Ranges": "bytes" if honour else "none",
         }
-        size = len(data)
+        size = len(data) if obj.claim_size is None else obj.claim_size
         status, body = 200, data
         if range_header is not None and honour:
             m = _RANGE.match(range_header)
@@ -411,8 +441,15 @@ class LoopbackServer:
                 start, stop = start + 1, min(size, stop + 1)
             status, body = 206, data[start:stop]
             base["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+        announced = len(body)
+        if obj.claim_size is not None:
+            announced = (stop - start) if status == 206 else size
         if method == "HEAD":
-            return await self._respond(writer, method, path, range_header, status, base, b"", head_length=len(body))
+            return await self._respond(writer, method, path, range_header, status, base, b"", head_length=announced)
+        if announced != len(body):  # the lie: announce it all, send what we have, close
+            return await self._respond(
+                writer, method, path, range_header, status, base, body, head_length=announced, cut_after=len(body)
+            )
         if kind == "long_body":
             body = body + b"\0" * 100
         if kind in ("drop_mid_body", "stall"):

@@ -28,6 +28,7 @@ from videoloader._errors import (
     SourceChangedError,
     SourceError,
     SourceNotFoundError,
+    SourceUnreachableError,
     TransferError,
     TruncatedFileError,
 )
@@ -78,6 +79,7 @@ def test_public_names_are_pinned_and_sorted():
         "RetryPolicy",
         "TransferRecord",
         "TransferStats",
+        "install_log_redaction",
         "redact_text",
         "redact_url",
     }
@@ -437,17 +439,18 @@ def test_slow_server_times_out_in_bounded_time(http_server, blob_url):
         assert time.perf_counter() - t0 < 3.0
 
 
-def test_unreachable_server_is_transfer_error():
+def test_unreachable_server_is_not_retried():
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, not listening: connection refused
         src = RangeSource(f"http://127.0.0.1:{port}/v.bin?token=x", retry=FAST_RETRY, connect_timeout_seconds=1)
-        with src, pytest.raises(TransferError) as info:
+        with src, pytest.raises(SourceUnreachableError, match=rf"connection refused by 127\.0\.0\.1:{port}") as info:
             _ = src.size
+    assert isinstance(info.value, ConnectionError) and not isinstance(info.value, TransferError)
     assert "token" not in str(info.value)
-    assert len(src.stats.records) == FAST_RETRY.max_attempts
+    assert len(src.stats.records) == 1  # a refusal is not a transient fault
 
 
 # -- permanent errors --------------------------------------------------------------------------

@@ -27,6 +27,8 @@ PUBLIC = [
     "SourceChangedError",
     "SourceError",
     "SourceNotFoundError",
+    "SourceUnreachableError",
+    "TrackNotFoundError",
     "TransferError",
     "TransferStats",
     "TruncatedFileError",

@@ -11,15 +11,22 @@ for a broken container and ``except FileNotFoundError`` for a 404::
     │   ├── SourceAccessError(PermissionError)        401 / 403
     │   ├── RangeRequestError                         server ignored or broke Range
     │   ├── SourceChangedError                        ETag/Last-Modified/size changed
+    │   ├── SourceUnreachableError(ConnectionError)   DNS, refused connection, TLS: not retried
     │   └── TransferError(TimeoutError)               retries exhausted, timeouts
     ├── ContainerError(ValueError)               the bytes are not a usable video
-    │   ├── NotAVideoError                            not a container we know (e.g. HTML)
+    │   ├── NotAVideoError                            not a container we know (e.g. HTML),
+    │   │                                             a still image, or no frame to decode
+    │   ├── TrackNotFoundError                        the asked track is missing or not video
     │   ├── MP4ParseError                             broken box structure
     │   │   └── TruncatedFileError                    a box or sample runs past EOF
     │   └── UnsupportedFormatError(NotImplementedError)  valid, but not handled here
     ├── DecodeError(RuntimeError)                the decoder failed
     │   └── CorruptVideoError                         a packet could not be decoded
-    └── BackendUnavailableError(RuntimeError)    a decoder backend cannot run here
+    ├── BackendUnavailableError(RuntimeError)    a decoder backend cannot run here
+    ├── ManifestError(ValueError)                a source list or manifest row is malformed
+    ├── SamplingError(ValueError)                a sampler cannot choose frames from a video
+    ├── SampleError(RuntimeError)                a dataset item failed with an error of no re-raisable type
+    └── WeightsUnavailableError(RuntimeError)    pretrained weights could not be loaded
 
 ``MP4ParseError`` means "broken", ``TruncatedFileError`` "need bytes that do
 not exist", ``UnsupportedFormatError`` "fine, but not ours": the reader falls
@@ -34,16 +41,22 @@ __all__ = [
     "CorruptVideoError",
     "DecodeError",
     "MP4ParseError",
+    "ManifestError",
     "NotAVideoError",
     "RangeRequestError",
+    "SampleError",
+    "SamplingError",
     "SourceAccessError",
     "SourceChangedError",
     "SourceError",
     "SourceNotFoundError",
+    "SourceUnreachableError",
+    "TrackNotFoundError",
     "TransferError",
     "TruncatedFileError",
     "UnsupportedFormatError",
     "VideoLoaderError",
+    "WeightsUnavailableError",
 ]
 
 
@@ -73,6 +86,12 @@ class SourceChangedError(SourceError):
     reading on would mix bytes of two versions."""
 
 
+class SourceUnreachableError(SourceError, ConnectionError):
+    """The host cannot be reached at all: its name does not resolve, it refuses
+    the connection, or its TLS certificate fails verification. Retrying would
+    not help, so it is raised at once (at most one retry) and says what failed."""
+
+
 class TransferError(SourceError, TimeoutError):
     """Transient faults (resets, timeouts, 5xx, 429) outlasted the retries."""
 
@@ -83,6 +102,10 @@ class ContainerError(VideoLoaderError, ValueError):
 
 class NotAVideoError(ContainerError):
     """The source is not a container videoloader or FFmpeg recognises."""
+
+
+class TrackNotFoundError(ContainerError):
+    """The track asked for does not exist in the file, or is not a video track."""
 
 
 class MP4ParseError(ContainerError):
@@ -107,3 +130,21 @@ class CorruptVideoError(DecodeError):
 
 class BackendUnavailableError(VideoLoaderError, RuntimeError):
     """A decoder backend cannot run on this machine; the message says why."""
+
+
+class ManifestError(VideoLoaderError, ValueError):
+    """A source list or manifest file is malformed (no ``url``, bad window, bad row)."""
+
+
+class SamplingError(VideoLoaderError, ValueError):
+    """A sampler cannot choose frames from a video: its window holds no frame,
+    or too few for the clip with ``policy="error"``."""
+
+
+class SampleError(VideoLoaderError, RuntimeError):
+    """A dataset item failed with an exception that cannot be re-raised as its
+    own type; the message names the item and the URL, ``__cause__`` is the original."""
+
+
+class WeightsUnavailableError(VideoLoaderError, RuntimeError):
+    """Pretrained weights could not be loaded (no network, missing file); the message says how to proceed."""

@@ -2,7 +2,9 @@
 
 ``RangeSource`` reads batches of byte ranges (coalesced, concurrent, retried,
 checked) and records every request as a ``TransferRecord`` in a thread-safe
-``TransferStats``. ``redact_url`` makes URLs safe to log. This package never
+``TransferStats``. ``redact_url`` makes URLs safe to log and
+``install_log_redaction`` keeps fsspec's, aiohttp's and urllib3's DEBUG logs
+free of signed URLs. This package never
 imports torch or av.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 from ._coalesce import COALESCE_GAP_BYTES
 from ._file import RangeFile
-from ._redact import redact_text, redact_url
+from ._redact import install_log_redaction, redact_text, redact_url
 from ._retry import RetryPolicy
 from ._source import READ_AHEAD_BYTES, RangeSource
 from ._stats import TransferRecord, TransferStats
@@ -23,6 +25,7 @@ __all__ = [
     "RetryPolicy",
     "TransferRecord",
     "TransferStats",
+    "install_log_redaction",
     "redact_text",
     "redact_url",
 ]

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import errno
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from ._redact import redact_text
 
-__all__ = ["Identity", "ShortBody", "Transient", "describe", "gather_or_cancel", "safe_cause"]
+__all__ = [
+    "Identity",
+    "ShortBody",
+    "Transient",
+    "Unreachable",
+    "describe",
+    "exception_chain",
+    "gather_or_cancel",
+    "safe_cause",
+    "unreachable_reason",
+]
 
 T = TypeVar("T")
 
@@ -44,6 +57,18 @@ class ShortBody(Transient):
     """A reply whose framing completed with fewer bytes than asked (retried once, see RangeSource)."""
 
 
+class Unreachable(Exception):
+    """The host cannot be reached (DNS, refused, TLS): not worth the retry budget.
+
+    ``retry_once`` marks the few cases that may clear up at once (a DNS server's
+    "temporary failure"): those get one more attempt, never more.
+    """
+
+    def __init__(self, message: str, *, retry_once: bool = False) -> None:
+        super().__init__(message)
+        self.retry_once = retry_once
+
+
 def describe(e: BaseException) -> str:
     """``Type: message`` with every URL in the message redacted."""
     text = redact_text(str(e))
@@ -51,9 +76,79 @@ def describe(e: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
+def exception_chain(e: BaseException | None) -> Iterator[BaseException]:
+    """``e`` and every exception reachable through ``__cause__`` / ``__context__`` (each once)."""
+    seen: set[int] = set()
+    todo = [e]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        todo.extend((item.__cause__, item.__context__, getattr(item, "os_error", None)))
+
+
+def _clean(e: BaseException) -> bool:
+    texts = [str(e), repr(e), *(str(a) for a in getattr(e, "args", ()))]
+    return all(redact_text(t) == t for t in texts)
+
+
 def safe_cause(e: BaseException) -> BaseException | None:
-    """``e`` if its message holds no secret (so ``raise ... from e`` cannot leak one), else None."""
-    return e if redact_text(str(e)) == str(e) else None
+    """``e`` if neither it nor anything on its cause/context chain holds a URL
+    secret (so ``raise ... from e`` cannot leak one), else None.
+
+    Raise the new error outside the ``except`` block (or clear its
+    ``__context__``) when this returns None: ``from None`` only hides the
+    context from tracebacks, ``__context__`` still holds the original.
+    """
+    return e if all(_clean(item) for item in exception_chain(e)) else None
+
+
+def unreachable_reason(e: BaseException, host: str | None = None) -> Unreachable | None:
+    """An ``Unreachable`` if ``e`` (or its chain) is a DNS, refused-connection or TLS failure.
+
+    Args:
+        e: the exception a connection attempt raised.
+        host: ``host:port`` for the message, when ``e`` does not say.
+    """
+    chain = list(exception_chain(e))
+    where = host or _host_of(chain)
+    for item in chain:
+        if isinstance(item, ssl.SSLCertVerificationError) or type(item).__name__ == "ClientConnectorCertificateError":
+            detail = getattr(item, "verify_message", None) or getattr(
+                getattr(item, "certificate_error", None), "verify_message", None
+            )
+            return Unreachable(
+                f"TLS certificate verification failed for {where}"
+                + (f" ({detail})" if detail else "")
+                + "; check the server's certificate, or pass an ssl context in storage_options"
+            )
+    for item in chain:
+        if isinstance(item, ssl.SSLError) and not isinstance(item, ssl.SSLZeroReturnError | ssl.SSLEOFError):
+            return Unreachable(f"TLS handshake with {where} failed ({type(item).__name__}: {redact_text(str(item))})")
+    for item in chain:
+        if isinstance(item, socket.gaierror) or type(item).__name__ == "ClientConnectorDNSError":
+            temporary = any(isinstance(x, socket.gaierror) and x.errno == socket.EAI_AGAIN for x in chain)
+            return Unreachable(f"DNS lookup failed for host {where.rsplit(':', 1)[0]}", retry_once=temporary)
+    for item in chain:
+        if isinstance(item, ConnectionRefusedError) or (
+            isinstance(item, OSError) and item.errno == errno.ECONNREFUSED
+        ):
+            return Unreachable(f"connection refused by {where}")
+    return None
+
+
+def _host_of(chain: list[BaseException]) -> str:
+    for item in chain:
+        if type(item).__name__.startswith("ClientConnector"):  # aiohttp: .host / .port of the connection
+            try:
+                host, port = item.host, item.port  # type: ignore[attr-defined]
+            except AttributeError:
+                continue
+            if host:
+                return f"{host}:{port}" if port else str(host)
+    return "the server"
 
 
 async def gather_or_cancel(factories: Sequence[Callable[[], Awaitable[T]]], limit: int) -> list[T]:

@@ -11,6 +11,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["RangeFile"]
 
+# readall() fetches the rest of the object in pieces of this size, so a size
+# claimed by a server (and never backed by bytes) costs no memory up front.
+_READALL_PIECE_BYTES = 8 * 1024 * 1024
+
 
 class RangeFile(io.RawIOBase):
     """Read-only, seekable binary file; each miss fetches ``max(asked, read_ahead_bytes)`` bytes.
@@ -95,11 +99,17 @@ class RangeFile(io.RawIOBase):
         return done
 
     def readall(self) -> bytes:
+        """The rest of the object, fetched in bounded pieces: memory follows the
+        bytes that arrive, never the size the server claimed."""
         self._checkClosed()
-        rest = max(0, self._size - self._pos)
-        out = bytearray(rest)
-        n = self.readinto(out)
-        return bytes(out[:n])
+        parts = []
+        piece = max(self._read_ahead, _READALL_PIECE_BYTES)
+        while self._pos < self._size:
+            data = self.read(min(piece, self._size - self._pos))
+            if not data:
+                break
+            parts.append(data)
+        return b"".join(parts)
 
     def close(self) -> None:
         self._buf = b""

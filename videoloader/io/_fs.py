@@ -4,6 +4,11 @@ Checks differ from HTTP because these APIs return bytes, not replies:
 
 * local files: ``os.pread`` on one descriptor per process; every batch first
   ``fstat``s it, so a size or mtime change raises ``SourceChangedError``.
+  Only regular files are opened: a FIFO, socket or device (``/dev/zero``)
+  is refused from ``os.stat`` before any open that could block, and the
+  open itself is non-blocking, so a swap between the two cannot hang us.
+* DNS failures, refused connections and TLS certificate errors raised by a
+  filesystem become ``SourceUnreachableError`` at once, without retries.
 * fsspec filesystems (s3, gcs, memory, ...): size and validator (etag,
   generation or mtime) are taken once from ``fs.info``; each read checks that
   exactly the bytes asked came back (fewer means the object shrank:
@@ -30,10 +35,11 @@ from .._errors import (
     SourceChangedError,
     SourceError,
     SourceNotFoundError,
+    SourceUnreachableError,
     TransferError,
 )
 from .._types import ByteRange
-from ._common import Identity, Transient, describe, gather_or_cancel, safe_cause
+from ._common import Identity, Transient, describe, gather_or_cancel, safe_cause, unreachable_reason
 from ._loop import run_sync
 from ._retry import RetryPolicy
 from ._stats import TransferRecord, TransferStats
@@ -60,6 +66,10 @@ def _map_os_error(e: BaseException, redacted: str, what: str) -> BaseException:
     if isinstance(e, (SourceError, Transient)):
         return e
     text = describe(e)
+    # First: fsspec's HTTP filesystem reports a refused connection as FileNotFoundError (raised from it).
+    unreachable = unreachable_reason(e)
+    if unreachable is not None:
+        return SourceUnreachableError(f"{redacted}: {what}: {unreachable}; not retried.")
     if isinstance(e, (FileNotFoundError, IsADirectoryError, NotADirectoryError)):
         return SourceNotFoundError(f"{redacted}: {what}: no such file ({text}).")
     if isinstance(e, PermissionError):
@@ -116,25 +126,58 @@ class _Recorder:
         for attempt in range(1, self._retry.max_attempts + 1):
             t0 = time.perf_counter()
             result: Any = None
+            failure: tuple[BaseException, BaseException | None] | None = None
             try:
                 result = call()
                 if r is not None:
                     self._check_length(r, result)
             except Exception as e:
-                err = _map_os_error(e, self._redacted, what)
+                failure = _translate(e, self._redacted, what)
+            if failure is None:
                 if record and r is not None:
-                    got = len(result) if isinstance(result, (bytes, bytearray)) else 0
-                    self._record(r, got, t0, attempt, str(err))
-                if not isinstance(err, Transient):
-                    raise err from safe_cause(e)
-                last = err
-                if attempt < self._retry.max_attempts:
-                    time.sleep(self._retry.delay_seconds(attempt))
-                continue
+                    self._record(r, len(result), t0, attempt, None)
+                return result
+            err, cause = failure
             if record and r is not None:
-                self._record(r, len(result), t0, attempt, None)
-            return result
+                got = len(result) if isinstance(result, (bytes, bytearray)) else 0
+                self._record(r, got, t0, attempt, str(err))
+            if not isinstance(err, Transient):
+                # Outside the except block: the original is kept only as a clean __cause__.
+                raise err from cause
+            last = err
+            if attempt < self._retry.max_attempts:
+                time.sleep(self._retry.delay_seconds(attempt))
         raise self._exhausted(what, last)  # type: ignore[arg-type]
+
+
+def _translate(e: BaseException, redacted: str, what: str) -> tuple[BaseException, BaseException | None]:
+    """``(our error, a cause safe to chain or None)`` for an exception a read raised."""
+    err = _map_os_error(e, redacted, what)
+    return err, (None if err is e else safe_cause(e))
+
+
+def _refuse_non_regular(st: os.stat_result, redacted: str) -> None:
+    """Raise unless ``st`` is a regular file: pipes and devices block or never end."""
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise SourceNotFoundError(f"{redacted}: is a directory, not a file.")
+    kind = (
+        "a FIFO (named pipe)"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a character device"
+        if stat.S_ISCHR(mode)
+        else "a block device"
+        if stat.S_ISBLK(mode)
+        else "not a regular file"
+    )
+    raise SourceError(
+        f"{redacted}: is {kind}, not a regular file; videoloader reads only regular files (a pipe or device "
+        "has no size and cannot be read at random offsets, and opening one may block forever)."
+    )
 
 
 class LocalBackend(_Recorder):
@@ -152,15 +195,32 @@ class LocalBackend(_Recorder):
     def _get_fd(self) -> int:
         with self._lock:
             if self._fd is None:
-                flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
-                try:
-                    self._fd = os.open(self._path, flags)
-                except OSError as e:
-                    err = _map_os_error(e, self._redacted, "open")
-                    if isinstance(err, Transient):
-                        err = SourceError(f"{self._redacted}: open: {err}")
-                    raise err from e
+                self._fd = self._open()
             return self._fd
+
+    def _open(self) -> int:
+        # stat first: opening a FIFO for reading blocks until a writer appears.
+        # The open is non-blocking too, and its fstat is checked again, in case
+        # the path was swapped in between.
+        flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            _refuse_non_regular(os.stat(self._path), self._redacted)
+            fd = os.open(self._path, flags | getattr(os, "O_NONBLOCK", 0))
+        except OSError as e:
+            if isinstance(e, SourceError):
+                raise
+            err = _map_os_error(e, self._redacted, "open")
+            if isinstance(err, Transient):
+                err = SourceError(f"{self._redacted}: open: {err}")
+            raise err from e
+        try:
+            _refuse_non_regular(os.fstat(fd), self._redacted)
+            if getattr(os, "O_NONBLOCK", 0):
+                os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def stat(self) -> Identity:
         st = os.fstat(self._get_fd())
@@ -252,6 +312,11 @@ class FsspecBackend(_Recorder):
         info = self._sync_retrying("info", None, call, record=False)
         if info.get("type") == "directory":
             raise SourceNotFoundError(f"{self._redacted}: is a directory, not a file.")
+        if info.get("type") == "other":  # fsspec's local filesystem: a FIFO, socket or device
+            raise SourceError(
+                f"{self._redacted}: is not a regular file (a FIFO, socket or device); videoloader reads only "
+                "regular files."
+            )
         size = info.get("size")
         if size is None:
             raise SourceError(f"{self._redacted}: the filesystem reports no size for this object.")
@@ -279,6 +344,7 @@ class FsspecBackend(_Recorder):
         for attempt in range(1, self._retry.max_attempts + 1):
             t0 = time.perf_counter()
             data = b""
+            failure: tuple[BaseException, BaseException | None] | None = None
             try:
                 data = await asyncio.wait_for(self._fs._cat_file(self._path, start=r.start, end=r.stop), timeout)
                 self._check_length(r, data)
@@ -286,16 +352,17 @@ class FsspecBackend(_Recorder):
                 self._record(r, 0, t0, attempt, "cancelled")
                 raise
             except Exception as e:
-                err = _map_os_error(e, self._redacted, what)
-                self._record(r, len(data), t0, attempt, str(err))
-                if not isinstance(err, Transient):
-                    raise err from safe_cause(e)
-                last = err
-                if attempt < self._retry.max_attempts:
-                    await asyncio.sleep(self._retry.delay_seconds(attempt))
-                continue
-            self._record(r, len(data), t0, attempt, None)
-            return data
+                failure = _translate(e, self._redacted, what)
+            if failure is None:
+                self._record(r, len(data), t0, attempt, None)
+                return data
+            err, cause = failure
+            self._record(r, len(data), t0, attempt, str(err))
+            if not isinstance(err, Transient):
+                raise err from cause  # outside the except block: no raw __context__
+            last = err
+            if attempt < self._retry.max_attempts:
+                await asyncio.sleep(self._retry.delay_seconds(attempt))
         raise self._exhausted(what, last)  # type: ignore[arg-type]
 
     def close(self) -> None:

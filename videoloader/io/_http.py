@@ -16,10 +16,19 @@ Reply rules (each attempt is one ``TransferRecord``):
   reply must match what the source saw when it opened, else
   ``SourceChangedError``: bytes of two versions are never mixed.
 * ``404``/``410`` -> ``SourceNotFoundError``; ``401``/``403`` ->
-  ``SourceAccessError``; ``408``/``429``/``5xx`` (not 501/505), connection
-  errors, drops mid-body and timeouts are transient and retried
-  (``Retry-After`` honoured up to ``RetryPolicy.max_delay_seconds``); when the
-  attempts run out, ``TransferError``.
+  ``SourceAccessError``; ``408``/``429``/``5xx`` (not 501/505), resets, drops
+  mid-body and timeouts are transient and retried (``Retry-After`` honoured up
+  to ``RetryPolicy.max_delay_seconds``); when the attempts run out,
+  ``TransferError``.
+* A name that does not resolve, a refused connection or a TLS certificate
+  that fails verification is not transient: ``SourceUnreachableError`` at once
+  (a DNS "temporary failure" gets one more attempt), saying which of them.
+* Redirects are followed here (at most ``MAX_REDIRECTS``), not by aiohttp: a
+  hop to another scheme, host or port drops every header from
+  ``storage_options`` and the ``auth`` / ``cookies`` options, unless
+  ``storage_options["forward_headers_on_redirect"]`` is true.
+* No raised error carries an aiohttp exception (whose message may embed the
+  URL with its query string) as ``__cause__`` or ``__context__``.
 
 We send ``Accept-Encoding: identity`` and never decompress, so recorded bytes
 are the body bytes on the wire.
@@ -42,11 +51,13 @@ from .._errors import (
     SourceChangedError,
     SourceError,
     SourceNotFoundError,
+    SourceUnreachableError,
     TransferError,
 )
 from .._types import ByteRange
-from ._common import Identity, ShortBody, Transient, describe, gather_or_cancel, safe_cause
+from ._common import Identity, ShortBody, Transient, Unreachable, describe, gather_or_cancel, unreachable_reason
 from ._loop import run_sync, sessions
+from ._redirect import Redirects, origin
 from ._retry import RetryPolicy, parse_retry_after
 from ._stats import TransferRecord, TransferStats
 
@@ -113,8 +124,24 @@ class HttpBackend:
         self._redacted = redacted
         self._client_kwargs = dict(storage_options.get("client_kwargs") or {})
         self._request_kwargs = {k: storage_options[k] for k in _REQUEST_OPTIONS if k in storage_options}
-        self._headers = dict(self._request_kwargs.pop("headers", None) or {})
-        self._headers.update(self._client_kwargs.pop("headers", None) or {})
+        headers = dict(self._client_kwargs.pop("headers", None) or {})
+        headers.update(self._request_kwargs.pop("headers", None) or {})
+        # Session-wide auth / cookies would go to every host a redirect leads to: send them per request.
+        for key in ("auth", "cookies"):
+            if key in self._client_kwargs:
+                self._request_kwargs.setdefault(key, self._client_kwargs.pop(key))
+        self._redirects = Redirects(
+            url,
+            redacted=redacted,
+            user_headers=headers,
+            request_kwargs=self._request_kwargs,
+            forward=bool(storage_options.get("forward_headers_on_redirect", False)),
+        )
+        try:
+            host, port = origin(url)[1:]
+        except (ValueError, TypeError):
+            host, port = "the server", None
+        self._host = f"{host}:{port}" if port is not None else host
         self._session_key = repr(sorted(self._client_kwargs.items(), key=lambda kv: kv[0]))
         self._retry = retry
         self._connect_timeout = connect_timeout_seconds
@@ -164,6 +191,7 @@ class HttpBackend:
 
     async def _retrying(self, start: int, stop: int, once: Callable[[int], Awaitable[T]]) -> T:
         last: Transient | None = None
+        unreachable: Unreachable | None = None
         num_short = 0
         for attempt in range(1, self._retry.max_attempts + 1):
             try:
@@ -174,9 +202,19 @@ class HttpBackend:
                 if num_short >= 2:
                     break
             except Transient as e:
-                last = e
+                last, unreachable = e, None
+            except Unreachable as e:
+                unreachable = e
+                if not (e.retry_once and attempt == 1):
+                    break
             if attempt < self._retry.max_attempts:
-                await asyncio.sleep(self._retry.delay_seconds(attempt, retry_after_seconds=last.retry_after_seconds))
+                after = last.retry_after_seconds if last is not None and unreachable is None else None
+                await asyncio.sleep(self._retry.delay_seconds(attempt, retry_after_seconds=after))
+        if unreachable is not None:
+            raise SourceUnreachableError(
+                f"{self._redacted}: {unreachable}. Not retried: this is not a transient fault; check the URL, "
+                "the network and the server."
+            )
         assert last is not None
         if isinstance(last, ShortBody):
             raise RangeRequestError(
@@ -201,19 +239,26 @@ class HttpBackend:
         stop: int,
         bytes_requested: int,
         attempt: int,
-        send: Callable[[], Any],
+        send: tuple[Any, str, dict[str, str], Any],
         handle: Callable[[Any], Awaitable[T]],
     ) -> T:
-        """One request: send, handle the reply, classify failures and record the attempt."""
+        """One request: send (following redirects), handle the reply, classify failures, record the attempt.
+
+        ``send`` is ``(session, method, our headers, timeout)``.
+        """
         import aiohttp
 
+        session, method, own_headers, timeout = send
         t0 = time.perf_counter()
         status: int | None = None
+        hops = [0]  # body bytes of redirect replies
         received = 0
         error: str | None = None
         ok = False
+        failure: BaseException | None = None
         try:
-            async with send() as resp:
+            resp = await self._redirects.send(session, method, own_headers, timeout, hops)
+            async with resp:
                 status = resp.status
                 try:
                     result = await handle(resp)
@@ -221,19 +266,17 @@ class HttpBackend:
                     received = _raw_bytes(resp)
             ok = True
             return result
-        except (Transient, SourceError) as e:  # ours: the message is already redacted
+        except (Transient, Unreachable, SourceError) as e:  # ours: the message is already redacted
             error = str(e)
             raise
         except asyncio.CancelledError:
             error = "cancelled"
             raise
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as e:
-            error = describe(e)
-            raise Transient(error) from None
-        except (aiohttp.ClientError, RuntimeError) as e:  # bad URL, redirect loop, bad reply, session closed
-            error = describe(e)
-            raise SourceError(f"{self._redacted}: {error}") from safe_cause(e)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, RuntimeError, ValueError) as e:
+            failure = self._translate(e)
+            error = str(failure)
         finally:
+            received += hops[0]
             self._stats.add(
                 TransferRecord(
                     url=self._redacted,
@@ -248,16 +291,28 @@ class HttpBackend:
                     ok=ok,
                 )
             )
+        # Raised here, outside the except block, so the aiohttp error (whose text may
+        # hold the raw URL) is not kept as __context__.
+        raise failure
+
+    def _translate(self, e: BaseException) -> BaseException:
+        """Our exception for an aiohttp / socket failure; its message is redacted."""
+        import aiohttp
+
+        unreachable = unreachable_reason(e, self._host)
+        if unreachable is not None:
+            return unreachable
+        if isinstance(e, (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError)):
+            return Transient(describe(e))
+        # A bad URL, a malformed reply, a closed session: not worth retrying.
+        return SourceError(f"{self._redacted}: {describe(e)}")
 
     # -- stat ------------------------------------------------------------------------------------
 
     async def _stat(self, session: Any) -> Identity:
-        headers = {**self._headers, "Accept-Encoding": "identity"}
+        headers = {"Accept-Encoding": "identity"}
 
-        def head() -> Any:
-            return session.head(
-                self._url, headers=headers, timeout=self._timeout(0), allow_redirects=True, **self._request_kwargs
-            )
+        head = (session, "HEAD", headers, self._timeout(0))
 
         async def handle_head(resp: Any) -> Identity | None:
             if resp.status in (401, 403, 405, 501):  # e.g. a URL signed for GET only: ask with GET
@@ -277,12 +332,7 @@ class HttpBackend:
 
     async def _probe(self, session: Any, attempt: int) -> Identity:
         """``GET bytes=0-0``: works where HEAD is refused (e.g. URLs signed for GET only)."""
-        headers = {**self._headers, "Range": "bytes=0-0", "Accept-Encoding": "identity"}
-
-        def get() -> Any:
-            return session.get(
-                self._url, headers=headers, timeout=self._timeout(1), allow_redirects=True, **self._request_kwargs
-            )
+        get = (session, "GET", {"Range": "bytes=0-0", "Accept-Encoding": "identity"}, self._timeout(1))
 
         async def handle(resp: Any) -> Identity:
             if resp.status == 416:  # empty object: "bytes */0"
@@ -309,12 +359,8 @@ class HttpBackend:
         return await self._attempt(0, 1, 1, attempt, get, handle)
 
     async def _head_get(self, session: Any, nbytes: int, attempt: int) -> tuple[Identity, bytes]:
-        headers = {**self._headers, "Range": f"bytes=0-{nbytes - 1}", "Accept-Encoding": "identity"}
-
-        def get() -> Any:
-            return session.get(
-                self._url, headers=headers, timeout=self._timeout(nbytes), allow_redirects=True, **self._request_kwargs
-            )
+        headers = {"Range": f"bytes=0-{nbytes - 1}", "Accept-Encoding": "identity"}
+        get = (session, "GET", headers, self._timeout(nbytes))
 
         async def handle(resp: Any) -> tuple[Identity, bytes]:
             etag, modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
@@ -354,12 +400,7 @@ class HttpBackend:
     # -- GET ranges ------------------------------------------------------------------------------
 
     async def _fetch(self, session: Any, r: ByteRange, identity: Identity) -> bytes:
-        headers = {**self._headers, "Range": r.http_header(), "Accept-Encoding": "identity"}
-
-        def get() -> Any:
-            return session.get(
-                self._url, headers=headers, timeout=self._timeout(r.nbytes), allow_redirects=True, **self._request_kwargs
-            )
+        get = (session, "GET", {"Range": r.http_header(), "Accept-Encoding": "identity"}, self._timeout(r.nbytes))
 
         async def handle(resp: Any) -> bytes:
             return await self._handle_range_reply(resp, r, identity)

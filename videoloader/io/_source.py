@@ -12,8 +12,8 @@ from typing import Any
 from .._errors import SourceError, TruncatedFileError
 from .._types import ByteRange
 from ._coalesce import COALESCE_GAP_BYTES, coalesce_ranges
-from ._common import Identity
-from ._redact import redact_url
+from ._common import Identity, describe, safe_cause
+from ._redact import _split_chain, redact_url
 from ._retry import RetryPolicy
 from ._stats import TransferStats
 
@@ -52,7 +52,24 @@ class RangeSource:
       the few bytes already received are recorded as waste).
     * Transient faults are retried per ``retry``; every attempt becomes a
       ``TransferRecord`` in ``stats`` (URL redacted).
-    * Local paths and ``file://`` URLs are read directly with ``os.pread``.
+    * DNS failures, refused connections and TLS certificate errors are not
+      transient: ``SourceUnreachableError`` at once, naming what failed.
+    * Local paths and ``file://`` URLs are read directly with ``os.pread``;
+      only regular files are opened (a FIFO, socket or device such as
+      ``/dev/zero`` raises ``SourceError`` before any blocking open).
+    * HTTP redirects are followed by us: a hop to another scheme, host or port
+      drops ``Authorization``, ``Proxy-Authorization``, ``Cookie`` and every
+      header, ``auth`` and ``cookies`` given in ``storage_options``, unless
+      ``storage_options["forward_headers_on_redirect"]`` is True (for a CDN
+      you trust with them).
+    * Memory follows the bytes received, never a size the server claims
+      (``Content-Range`` / ``Content-Length`` totals only bound what is asked).
+    * Chained fsspec URLs (``simplecache::https://...``, ``tar://x::https://...``)
+      and caching or archive filesystems read the inner object themselves, so
+      the bytes that crossed the network are not seen: ``stats.tracked`` is
+      False for them (``stats.untracked_reason`` says why).
+    * No error raised here holds the URL's query string or user-info, in its
+      message or on its ``__cause__`` / ``__context__`` chain.
 
     Picklable and fork-safe: pickling keeps the configuration and the object's
     identity (size and validator, so a worker refuses a changed object); HTTP
@@ -66,7 +83,9 @@ class RangeSource:
             plain seekable binary file object also works, read under a lock).
         storage_options: fsspec options for the filesystem. For HTTP(S):
             ``headers``, ``auth``, ``ssl``, ``proxy``, ``cookies`` go on every
-            request and ``client_kwargs`` to the ``aiohttp.ClientSession``.
+            request and ``client_kwargs`` to the ``aiohttp.ClientSession``;
+            ``forward_headers_on_redirect=True`` keeps the credentials on a
+            redirect to another origin (default False: they are dropped).
         coalesce_gap_bytes: merge ranges whose gap is smaller than this.
         max_concurrency: requests in flight at once for one ``read_ranges`` call.
         retry: how transient faults are retried.
@@ -124,6 +143,9 @@ class RangeSource:
 
     def _init_runtime(self, stats: TransferStats) -> None:
         self._stats = stats
+        reason = _untracked_reason(self._source, self._url)
+        if reason is not None:
+            stats.mark_untracked(reason)
         self._backend: Any = None
         self._backend_pid = os.getpid()
         self._finalizer: weakref.finalize | None = None
@@ -370,15 +392,15 @@ class RangeSource:
                 return self._http_backend(HttpBackend, source, self._storage_options)
             if "://" not in source and "::" not in source:
                 return LocalBackend(source, **common)
-            import fsspec.core
-
-            fs, path = fsspec.core.url_to_fs(source, **self._storage_options)
+            fs, path = self._url_to_fs(source)
         elif getattr(source, "fs", None) is not None and getattr(source, "path", None) is not None:
             fs, path = source.fs, source.path
         elif hasattr(source, "read") and hasattr(source, "seek"):
             return FileObjectBackend(source, **common)
         else:
             raise TypeError(f"RangeSource: expected a URL, path or file object, got {type(source).__name__}")
+        if _opaque_filesystem(fs):
+            self._stats.mark_untracked(_untracked_message(self._url))
         protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
         if "file" in protocols or "local" in protocols:
             return LocalBackend(path, **common)
@@ -393,6 +415,20 @@ class RangeSource:
             read_timeout_seconds=self._read_timeout_seconds,
             **common,
         )
+
+    def _url_to_fs(self, source: str) -> tuple[Any, str]:
+        """fsspec's filesystem and path for a URL; an error whose text holds the raw URL is redacted."""
+        import fsspec.core
+
+        from ._redirect import fsspec_options
+
+        try:
+            return fsspec.core.url_to_fs(source, **fsspec_options(self._storage_options))
+        except Exception as e:
+            if safe_cause(e) is not None:
+                raise
+            message = f"{self._url}: cannot open the filesystem: {describe(e)}"
+        raise SourceError(message)  # outside the except block: no raw __context__
 
     def _http_backend(self, cls: Any, url: str, options: dict[str, Any]) -> Any:
         return cls(
@@ -418,6 +454,33 @@ class _FsspecFileRef:
     def __init__(self, fs: Any, path: str) -> None:
         self.fs = fs
         self.path = path
+
+
+def _untracked_message(redacted: str) -> str:
+    return (
+        f"{redacted} is read through a chained, caching or archive fsspec filesystem that fetches the inner "
+        "object itself; the bytes that crossed the network are not counted"
+    )
+
+
+def _opaque_filesystem(fs: Any) -> bool:
+    """True for fsspec filesystems that do their own fetching of another object (caches, archives)."""
+    try:
+        from fsspec.archive import AbstractArchiveFileSystem
+        from fsspec.implementations.cached import CachingFileSystem
+    except ImportError:  # pragma: no cover - an fsspec without them
+        return False
+    return isinstance(fs, (CachingFileSystem, AbstractArchiveFileSystem))
+
+
+def _untracked_reason(source: Any, redacted: str) -> str | None:
+    """Why a source's network bytes cannot be counted, or None when they can (decided without I/O)."""
+    if isinstance(source, str):
+        return _untracked_message(redacted) if len(_split_chain(source)) > 1 else None
+    fs = getattr(source, "fs", None)
+    if fs is not None and _opaque_filesystem(fs):
+        return _untracked_message(redacted)
+    return None
 
 
 def _describe_source(source: Any) -> str:

@@ -60,6 +60,13 @@ class TransferStats:
     counts as a request with 0 bytes. ``num_retries`` counts records with
     ``attempt > 1``.
 
+    ``tracked`` is False when some source feeding these stats reads through a
+    layer whose network traffic we cannot see (a chained fsspec URL such as
+    ``simplecache::https://...`` or ``tar://x.mp4::https://...``, a caching or
+    archive filesystem): its records count the bytes that layer handed us,
+    while it may have downloaded the whole object. ``untracked_reason`` says
+    which source and why; ``repr`` shows it.
+
     Args:
         parent: another TransferStats that receives every record too.
         max_records: keep only the newest ``max_records`` records (totals stay
@@ -82,6 +89,7 @@ class TransferStats:
         self._num_requests = 0
         self._num_retries = 0
         self._frozen = False
+        self._untracked_reason: str | None = None
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
@@ -114,6 +122,30 @@ class TransferStats:
             self._num_retries += record.attempt > 1
         if self._parent is not None:
             self._parent.add(record)
+
+    def mark_untracked(self, reason: str) -> None:
+        """Say that some bytes behind these stats crossed the network unseen (and tell ``parent``).
+
+        Args:
+            reason: which source and why (no secrets: pass a redacted URL).
+        """
+        if self._frozen:
+            raise TypeError("this TransferStats is a read-only snapshot")
+        with self._guard():
+            if self._untracked_reason is None:
+                self._untracked_reason = str(reason)
+        if self._parent is not None:
+            self._parent.mark_untracked(reason)
+
+    @property
+    def tracked(self) -> bool:
+        """True when every byte that crossed the network is in the records (see the class docstring)."""
+        return self._untracked_reason is None
+
+    @property
+    def untracked_reason(self) -> str | None:
+        """Why the totals may miss bytes (the first source marked), or None when ``tracked``."""
+        return self._untracked_reason
 
     def extend(self, records: Iterable[TransferRecord]) -> None:
         """``add()`` each record in turn."""
@@ -182,6 +214,7 @@ class TransferStats:
         copy._records = records
         copy._bytes_requested, copy._bytes_received = requested, received
         copy._num_requests, copy._num_retries = n, retries
+        copy._untracked_reason = self._untracked_reason
         copy._frozen = True
         return copy
 
@@ -196,9 +229,10 @@ class TransferStats:
 
     def __repr__(self) -> str:
         frozen = ", snapshot" if self._frozen else ""
+        untracked = "" if self._untracked_reason is None else f", tracked=False ({self._untracked_reason})"
         return (
             f"TransferStats(num_requests={self._num_requests}, num_retries={self._num_retries}, "
-            f"bytes_requested={self._bytes_requested}, bytes_received={self._bytes_received}{frozen})"
+            f"bytes_requested={self._bytes_requested}, bytes_received={self._bytes_received}{untracked}{frozen})"
         )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -210,6 +244,7 @@ class TransferStats:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_untracked_reason", None)
         self.__dict__.update(state)
         self._lock = threading.Lock()
         self._pid = os.getpid()
