@@ -14,6 +14,7 @@ import pytest
 
 import media
 from videoloader._errors import (
+    ContainerError,
     MP4ParseError,
     NotAVideoError,
     TruncatedFileError,
@@ -109,10 +110,13 @@ def test_audio_first_picks_video_track(corpus):
     assert index.track_id == video_id
     index2, _ = _load(path, track=video_id)
     assert np.array_equal(index2.offsets, index.offsets)
-    with pytest.raises(UnsupportedFormatError, match="not video"):
-        _load(path, track=audio_id)
-    with pytest.raises(UnsupportedFormatError, match="no track"):
-        _load(path, track=999)
+    # A wrong track raises (never UnsupportedFormatError, which would send the
+    # reader to the demux fallback and its first video stream) and lists the video tracks.
+    for bad, match in ((audio_id, "not video"), (999, "no track")):
+        with pytest.raises(ContainerError, match=match) as info:
+            _load(path, track=bad)
+        assert not isinstance(info.value, UnsupportedFormatError)
+        assert f"video tracks are [{video_id}]" in str(info.value)
 
 
 @pytest.mark.parametrize("name", OTHER_KINDS)
@@ -529,3 +533,186 @@ def test_read_index_url(corpus):
 
     index = read_index(str(corpus["h264_editlist"]))
     assert_matches_pyav(corpus["h264_editlist"], index)
+
+
+# --------------------------------------------------------------------------- claims vs bytes
+
+# Runs one load_index in a fresh interpreter: peak RSS growth (ru_maxrss, after
+# the imports) and the error class come back as JSON. RLIMIT_AS keeps a
+# regression from eating the machine: it then fails with MemoryError.
+_RSS_PROBE = r"""
+import json, resource, sys, psutil
+from videoloader.io import RangeSource
+from videoloader.mp4 import load_index
+proc = psutil.Process()
+soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+resource.setrlimit(resource.RLIMIT_AS, (proc.memory_info().vms + (2 << 30), hard))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+error = message = None
+try:
+    load_index(RangeSource(sys.argv[1]), cache=False)
+except BaseException as e:
+    error, message = type(e).__name__, str(e)
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps({"grown_mb": grown / 1024, "error": error, "message": message}))
+"""
+
+
+def _rss_probe(path: Path) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _RSS_PROBE, str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _full_box(kind: bytes, version: int, flags: int, body: bytes) -> bytes:
+    return _box(kind, struct.pack(">I", (version << 24) | flags) + body)
+
+
+def _forge_fragment_claims(src: Path, dst: Path, *, moofs: int = 150, pad: int = 140_000) -> Path:
+    """ftyp + moov of a fragmented file, then ``moofs`` 72-byte moofs whose
+    trun has no per-sample field and claims ~``pad`` one-byte samples each
+    (~21 million in all), then an mdat of ``pad`` bytes they all point into."""
+    data = src.read_bytes()
+    top = _children(data, 0, len(data))
+    head = b"".join(data[a:b] for k, a, b in top if k in (b"ftyp", b"moov"))
+    with av.open(str(src)) as c:
+        track_id = c.streams.video[0].id
+    moof_size = 72
+    out = bytearray(head)
+    for i in range(moofs):
+        start = len(out)
+        count = len(head) + moofs * moof_size + 8 + pad - start - 8
+        tfhd = _full_box(b"tfhd", 0, 0x020018, struct.pack(">III", track_id, 512, 1))
+        trun = _full_box(b"trun", 0, 0, struct.pack(">I", count))
+        moof = _box(b"moof", _full_box(b"mfhd", 0, 0, struct.pack(">I", i + 1)) + _box(b"traf", tfhd + trun))
+        assert len(moof) == moof_size
+        out += moof
+    out += _box(b"mdat", bytes(pad))
+    dst.write_bytes(bytes(out))
+    return dst
+
+
+def _forge_repeating_edits(src: Path, dst: Path, *, samples: int = 30_000, edits: int = 3000) -> Path:
+    """A moov-at-end file rewritten to ``samples`` one-byte samples (a real
+    stsz table backs them) and ``edits`` edits that each replay them all."""
+    data = src.read_bytes()
+    top = _children(data, 0, len(data))
+    _, m0, m1 = top[-1]
+    mdat = next(a for k, a, b in top if k == b"mdat") + 8
+
+    def edit(kind, body):
+        tables = {
+            b"stsz": struct.pack(">III", 0, 0, samples) + struct.pack(">I", 1) * samples,
+            b"stsc": struct.pack(">IIIII", 0, 1, 1, samples, 1),
+            b"stco": struct.pack(">III", 0, 1, mdat),
+            b"stts": struct.pack(">IIII", 0, 1, samples, 512),
+            b"elst": struct.pack(">II", 0, edits) + struct.pack(">IIhh", 1 << 20, 0, 1, 0) * edits,
+        }
+        if kind in (b"stss", b"ctts"):
+            return None, b""
+        if kind in tables:
+            return kind, tables[kind]
+        return None
+
+    trak_video = [b"vide" in data[a:b] for k, a, b in _children(data, m0 + 8, m1) if k == b"trak"]
+    assert trak_video == [True]
+    dst.write_bytes(data[:m0] + _box(b"moov", _rebuild(data, m0 + 8, m1, edit)))
+    return dst
+
+
+def _forge_nested_sidx(src: Path, dst: Path, *, claimed: int, header: bool) -> Path:
+    """The global sidx of a fragmented file rewritten to one nested-sidx
+    reference of ``claimed`` bytes past the real data; the file is extended
+    sparsely so the reference is inside it. With ``header`` a sidx header
+    claiming the whole reference sits there."""
+    data = src.read_bytes()
+    top = _children(data, 0, len(data))
+    _, s0, s1 = next(t for t in top if t[0] == b"sidx")
+    body = data[s0 + 8 : s1]
+    version = body[0]
+    fixed = 4 + 8 + (8 if version == 0 else 16)  # version/flags, reference_ID, timescale, ept+first_offset
+    first_offset = len(data) - s1  # the reference starts where the real file ends
+    off_at = fixed - (4 if version == 0 else 8)
+    new_body = bytearray(body[:fixed] + struct.pack(">HH", 0, 1) + struct.pack(">III", (1 << 31) | claimed, 1, 1 << 31))
+    new_body[off_at : fixed] = first_offset.to_bytes(fixed - off_at, "big")
+    sidx = _box(b"sidx", bytes(new_body))
+    out = data[:s0] + sidx + data[s1:]
+    start = s0 + len(sidx) + first_offset
+    assert start == len(out)
+    with open(dst, "wb") as f:
+        f.write(out)
+        if header:
+            f.write(struct.pack(">I4s", 0, b"sidx"))  # size 0: "to the end", i.e. the whole reference
+        f.truncate(start + claimed)  # sparse: no disk space used
+    return dst
+
+
+def test_forged_fragment_sample_counts_are_refused_in_bounded_memory(corpus, tmp_path):
+    path = _forge_fragment_claims(corpus["frag_nosidx"], tmp_path / "claims.mp4")
+    assert path.stat().st_size < 160_000
+    got = _rss_probe(path)
+    assert got["error"] == "MP4ParseError", got
+    assert "without per-sample fields" in got["message"] and "claims.mp4" in got["message"]
+    assert got["grown_mb"] < 50, got
+
+
+def test_forged_repeating_edit_list_is_refused_in_bounded_memory(corpus, tmp_path):
+    path = _forge_repeating_edits(corpus["h264_moov_end"], tmp_path / "edits.mp4")
+    assert path.stat().st_size < 400_000
+    got = _rss_probe(path)
+    assert got["error"] == "MP4ParseError" and "repeats samples" in got["message"], got
+    assert got["grown_mb"] < 50, got
+
+
+@pytest.mark.parametrize("header", [False, True])
+def test_nested_sidx_reference_of_2gib_is_not_read_whole(header, corpus, tmp_path):
+    path = _forge_nested_sidx(corpus["frag_sidx"], tmp_path / "nested.mp4", claimed=(1 << 31) - 1, header=header)
+    got = _rss_probe(path)
+    assert got["error"] == "MP4ParseError", got
+    assert ("claims" if header else "not a sidx") in got["message"], got
+    assert got["grown_mb"] < 50, got
+
+
+# --------------------------------------------------------------------------- times and timescales
+
+
+@pytest.mark.parametrize("box", [b"mdhd", b"mvhd"])
+@pytest.mark.parametrize("value", [1 << 31, 0xFFFFFFFF])
+def test_timescale_beyond_int32_is_a_parse_error(box, value, corpus, tmp_path):
+    data = corpus["h264_faststart"].read_bytes()
+    assert data[data.find(box) + 4] == 0  # version 0: timescale at byte 20 of the box
+    bad = _patch_box_field(data, box, 20, struct.pack(">I", value))
+    _expect(tmp_path, f"{box.decode()}_ts.mp4", bad, MP4ParseError, "timescale")
+
+
+def test_tfdt_beyond_int64_is_a_parse_error(corpus, tmp_path):
+    data = corpus["frag_nosidx"].read_bytes()
+    assert data[data.find(b"tfdt") + 4] == 1  # version 1: 64-bit baseMediaDecodeTime at byte 12
+    for value in (1 << 63, (1 << 64) - 1, 1 << 62):
+        path = _write(tmp_path, "tfdt.mp4", _patch_box_field(data, b"tfdt", 12, struct.pack(">Q", value)))
+        with pytest.raises(MP4ParseError, match="tfdt") as info:
+            _load(path)
+        assert "tfdt.mp4" in str(info.value)
+
+
+@pytest.mark.parametrize("edit", [((1 << 64) - 1, 0), (1000, (1 << 63) - 1), (1 << 62, 0)])
+def test_huge_edit_times_are_a_parse_error(edit, bframe_moov_end, tmp_path):
+    path = with_edit_list(bframe_moov_end, tmp_path / "elst.mp4", [edit], version=1)
+    with pytest.raises(MP4ParseError, match="elst|edit list") as info:
+        _load(path)
+    assert "elst.mp4" in str(info.value)
+
+
+def test_two_samples_with_one_pts_are_a_parse_error(corpus, tmp_path):
+    # FFmpeg demuxes this (every pts 0) and decodes 60 frames in decode order; frames are
+    # matched to samples by pts here, so the index refuses it rather than guess the order.
+    data = corpus["h264_faststart"].read_bytes()
+    at = data.find(b"stts") - 4
+    assert struct.unpack_from(">II", data, at + 12) == (1, 60)
+    bad = _patch_box_field(data, b"stts", 20, struct.pack(">I", 0))
+    err = _expect(tmp_path, "dup_pts.mp4", bad, MP4ParseError, "share the presentation time 0")
+    assert "samples [0, 1, 2, 3]" in str(err)

@@ -234,7 +234,7 @@ def parse_avcc(extradata: bytes) -> ParameterSets:
         pos += 2 + n
     # High-profile extension (chroma format, bit depth, SPS extensions): the SPS
     # extension NAL units are needed by the decoder too.
-    if pos + 4 <= len(b) and sps and sps[0][1] in (100, 110, 122, 144):
+    if pos + 4 <= len(b) and sps and len(sps[0]) > 1 and sps[0][1] in (100, 110, 122, 144):
         num_ext = b[pos + 3]
         pos += 4
         for _ in range(num_ext):

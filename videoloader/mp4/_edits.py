@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._boxes import Box, Buffer, FieldReader
+from .._errors import MP4ParseError
+from ._limits import MAX_EDIT_SAMPLES_FACTOR, MAX_EDITS, check_ticks
 
 __all__ = ["EditEntry", "apply_edit_list", "parse_elst", "simple_time_offset"]
 
@@ -59,6 +61,11 @@ def parse_elst(buf: Buffer, box: Box) -> list[EditEntry]:
     entry_size = 20 if version == 1 else 12
     if entry_count * entry_size != r.remaining:
         entry_count = r.remaining // entry_size
+    if entry_count > MAX_EDITS:
+        raise MP4ParseError(
+            f"{buf.url}: elst at offset {box.start} holds {entry_count} edits; expected at most {MAX_EDITS} "
+            "(the file is corrupt)."
+        )
     entries = []
     for _ in range(entry_count):
         if version == 1:
@@ -68,6 +75,9 @@ def parse_elst(buf: Buffer, box: Box) -> list[EditEntry]:
             duration = r.u32("segment_duration")
             media_time = r.s32("media_time")
         rate = r.s32("media_rate") / 65536.0
+        what = f"elst at offset {box.start}"
+        check_ticks(duration, url=buf.url, what=f"{what}: segment_duration")
+        check_ticks(media_time, url=buf.url, what=f"{what}: media_time")
         entries.append(EditEntry(duration, media_time, rate))
     return entries
 
@@ -146,6 +156,7 @@ def apply_edit_list(
     dts_shift: int,
     movie_timescale: int,
     media_timescale: int,
+    url: str = "",
 ) -> dict:
     """mov_fix_index for a video track.
 
@@ -157,11 +168,16 @@ def apply_edit_list(
         is_sync: keyframe flags.
         has_ctts: whether the track had a (valid) ctts table.
         dts_shift: FFmpeg's dts_shift (undoes negative ctts).
+        url: redacted URL, for messages.
 
     Returns:
         ``sample`` (int64 index into the input arrays of each output packet,
         in output order; a sample may appear twice with repeated edits),
         ``dts``, ``pts``, ``is_discard``, and ``start_time`` (ticks).
+
+    Raises:
+        MP4ParseError: an edit's times overflow the timeline, or the edits
+            repeat samples more than ``MAX_EDIT_SAMPLES_FACTOR`` times over.
     """
     n = len(dts)
     ts_old = dts - dts_shift
@@ -181,6 +197,7 @@ def apply_edit_list(
     empty_sum = 0
     found_non_empty = False
     min_corrected_pts = -1
+    total = 0
     for edit in edits:
         if movie_timescale == 0:
             break
@@ -188,6 +205,7 @@ def apply_edit_list(
         duration = rescale_rnd(edit.segment_duration, media_timescale, movie_timescale)
         counter = entry_end
         entry_end += duration
+        check_ticks(entry_end, url=url, what="the edit list's end (in media ticks)")
         if not found_non_empty and media_time == -1:
             empty_sum += duration
             continue
@@ -207,6 +225,12 @@ def apply_edit_list(
         need = 2 if has_ctts else 1
         stop = start + int(hits[need - 1]) + 1 if len(hits) >= need else n
         m = stop - start
+        total += m
+        if total > MAX_EDIT_SAMPLES_FACTOR * n:
+            raise MP4ParseError(
+                f"{url}: the edit list repeats samples: {total} entries from {n} samples after "
+                f"{len(out_sample) + 1} edits; expected at most {MAX_EDIT_SAMPLES_FACTOR * n} (the file is corrupt)."
+            )
         outside = outside[:m]
         inside = np.flatnonzero(~outside)
         idx = np.arange(start, stop, dtype=np.int64)

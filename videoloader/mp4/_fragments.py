@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._errors import MP4ParseError
+from .._errors import MP4ParseError, TruncatedFileError
 from ._boxes import Box, Buffer, FieldReader, iter_children
+from ._limits import MAX_SAMPLES, MAX_TICKS, MAX_UNBACKED_SAMPLES, check_ticks
 from ._moov import TrackExtends
 
 __all__ = [
@@ -64,6 +65,10 @@ class FragmentState:
     time_offset: int = 0
     track_end: int = 0
     """End of the last sample indexed, in media ticks (before time_offset)."""
+    samples: int = 0
+    """trun samples parsed so far, every track (capped by ``MAX_SAMPLES``)."""
+    unbacked: int = 0
+    """Of those, samples no per-sample trun field backs (capped by ``MAX_UNBACKED_SAMPLES``)."""
 
 
 @dataclass
@@ -118,6 +123,11 @@ def parse_moof(buf: Buffer, moof: Box, state: FragmentState, *, max_samples: int
                 ours = track_ID == state.track_ID
                 if flags & _BASE_DATA_OFFSET:
                     base_data_offset = r.u64("base_data_offset")
+                    if base_data_offset >= MAX_TICKS:
+                        raise MP4ParseError(
+                            f"{url}: tfhd at offset {box.start} has base_data_offset {base_data_offset}, "
+                            f"past the end of the file ({buf.file_size})."
+                        )
                 elif flags & _DEFAULT_BASE_IS_MOOF:
                     base_data_offset = moof.start
                 else:
@@ -133,6 +143,7 @@ def parse_moof(buf: Buffer, moof: Box, state: FragmentState, *, max_samples: int
                 r = FieldReader(buf, box)
                 version, _ = r.full_box()
                 tfdt = r.u64("baseMediaDecodeTime") if version == 1 else r.u32("baseMediaDecodeTime")
+                check_ticks(tfdt, url=url, what=f"tfdt at offset {box.start}: baseMediaDecodeTime")
                 state.track_end = tfdt
                 if first_tfdt is None:
                     first_tfdt = tfdt
@@ -152,6 +163,7 @@ def parse_moof(buf: Buffer, moof: Box, state: FragmentState, *, max_samples: int
                         f"{url}: trun at offset {box.start} claims {sample_count} samples, beyond the "
                         f"{max_samples} the file's size allows."
                     )
+                _charge(state, sample_count, backed=record > 0, url=url, box=box)
                 d_dur, d_size, d_flags = defaults
                 if not flags & _SAMPLE_SIZE and sample_count * max(d_size, 1) > buf.file_size:
                     raise MP4ParseError(
@@ -160,6 +172,11 @@ def parse_moof(buf: Buffer, moof: Box, state: FragmentState, *, max_samples: int
                     )
                 table = np.frombuffer(r.view(sample_count * record), dtype=">u4").reshape(sample_count, len(fields))
                 col = {f: table[:, i] for i, f in enumerate(fields)}
+                if not ours:
+                    # Another track's trun still moves the implicit offset (nothing allocated).
+                    nbytes = int(col[_SAMPLE_SIZE].sum(dtype=np.int64)) if _SAMPLE_SIZE in col else sample_count * d_size
+                    implicit_offset = base_data_offset + data_offset + nbytes
+                    continue
                 durations = col[_SAMPLE_DURATION].astype(np.int64) if _SAMPLE_DURATION in col else np.full(sample_count, d_dur, np.int64)
                 sizes = col[_SAMPLE_SIZE].astype(np.int64) if _SAMPLE_SIZE in col else np.full(sample_count, d_size, np.int64)
                 if _SAMPLE_FLAGS in col:
@@ -170,18 +187,24 @@ def parse_moof(buf: Buffer, moof: Box, state: FragmentState, *, max_samples: int
                         sflags[0] = first_sample_flags
                 # FFmpeg reads the offset as unsigned and stores it as int: signed either way.
                 ctts = col[_SAMPLE_CTO].astype(np.int32).astype(np.int64) if _SAMPLE_CTO in col else np.zeros(sample_count, np.int64)
-                if not ours:
-                    # Another track's trun still moves the implicit offset.
-                    implicit_offset = base_data_offset + data_offset + int(sizes.sum())
-                    continue
                 if sample_count and int(sizes.min()) == 0:
                     raise MP4ParseError(f"{url}: trun at offset {box.start} has a zero-size sample.")
+                end = base_data_offset + data_offset + int(sizes.sum())
+                if sample_count and base_data_offset + data_offset < 0:
+                    raise MP4ParseError(f"{url}: trun at offset {box.start} places a sample at a negative offset.")
+                if sample_count and end > buf.file_size:
+                    raise TruncatedFileError(
+                        f"{url}: trun at offset {box.start} places its samples at "
+                        f"[{base_data_offset + data_offset}, {end}) but the file ends at {buf.file_size}; "
+                        "the file is truncated or corrupt."
+                    )
                 if next_trun_dts is not None:
                     start_dts = next_trun_dts - state.time_offset
                 elif tfdt is not None:
                     start_dts = tfdt - state.time_offset
                 else:
                     start_dts = state.track_end - state.time_offset
+                check_ticks(start_dts, url=url, what=f"trun at offset {box.start}: first decode time")
                 start = base_data_offset + data_offset
                 ends = np.cumsum(sizes)
                 offsets = start + ends - sizes
@@ -215,6 +238,23 @@ def parse_moof(buf: Buffer, moof: Box, state: FragmentState, *, max_samples: int
     )
 
 
+def _charge(state: FragmentState, count: int, *, backed: bool, url: str, box: Box) -> None:
+    """Count a trun's samples against the track's caps before anything is allocated."""
+    state.samples += count
+    if not backed:
+        state.unbacked += count
+        if state.unbacked > MAX_UNBACKED_SAMPLES:
+            raise MP4ParseError(
+                f"{url}: trun at offset {box.start} brings the samples without per-sample fields to "
+                f"{state.unbacked}; expected at most {MAX_UNBACKED_SAMPLES} (the file is corrupt)."
+            )
+    if state.samples > MAX_SAMPLES:
+        raise MP4ParseError(
+            f"{url}: trun at offset {box.start} brings the fragment samples to {state.samples}; "
+            f"at most {MAX_SAMPLES} are supported."
+        )
+
+
 def moof_first_tfdt(buf: Buffer, moof: Box, track_ID: int) -> int | None:
     """baseMediaDecodeTime of ``track_ID``'s first traf in a moof, or None."""
     for traf in iter_children(buf, moof):
@@ -229,7 +269,8 @@ def moof_first_tfdt(buf: Buffer, moof: Box, track_ID: int) -> int | None:
             elif box.type == "tfdt" and ours:
                 r = FieldReader(buf, box)
                 version, _ = r.full_box()
-                return r.u64() if version == 1 else r.u32()
+                t = r.u64() if version == 1 else r.u32()
+                return check_ticks(t, url=buf.url, what=f"tfdt at offset {box.start}: baseMediaDecodeTime")
     return None
 
 

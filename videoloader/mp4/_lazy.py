@@ -17,6 +17,7 @@ from .._types import ByteRange
 from ._boxes import Box, Buffer, parse_box_header
 from ._edits import simple_time_offset
 from ._fragments import FragmentState, MoofSamples, moof_first_tfdt, parse_moof
+from ._limits import MAX_FRAGMENT_BOX_BYTES
 from ._locate import locate, walk_after_moov
 from ._moov import TrackExtends, parse_moov
 from ._read import _select_track
@@ -68,6 +69,11 @@ class FragmentLocator:
         box = parse_box_header(buf, pos, self.size)
         if box.type != "moof":
             raise MP4ParseError(f"{self.url}: expected a moof at offset {pos}, found '{box.type}'.")
+        if box.size > MAX_FRAGMENT_BOX_BYTES:
+            raise MP4ParseError(
+                f"{self.url}: moof at offset {pos} claims {box.size} bytes; expected at most "
+                f"{MAX_FRAGMENT_BOX_BYTES} (the file is corrupt)."
+            )
         if not buf.covers(pos, min(self.size, box.end + 16)):
             buf = self._read(pos, box.end + 16)
         return buf, box

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from .._errors import MP4ParseError, NotAVideoError, TruncatedFileError, UnsupportedFormatError
 from .._types import ByteRange
 from ._boxes import Box, Buffer, parse_box_header
+from ._limits import MAX_SIDX_BYTES
 
 __all__ = ["HEAD_BYTES", "Layout", "locate", "sniff"]
 
@@ -192,6 +193,11 @@ def walk_after_moov(source, layout: Layout) -> None:
             layout.first_moof = box.start
             return
         if box.type == "sidx":
+            if box.size > MAX_SIDX_BYTES:
+                raise MP4ParseError(
+                    f"{url}: sidx at offset {box.start} claims {box.size} bytes; a sidx holds at most "
+                    f"{MAX_SIDX_BYTES} (the file is corrupt)."
+                )
             if layout.buffer_for(box.start, box.end) is None:
                 layout.buffers.append(_read(source, box.start, box.end, url, size))
             layout.sidx.append(box)

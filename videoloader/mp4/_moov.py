@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from .._errors import MP4ParseError
 from ._boxes import Box, Buffer, FieldReader, iter_children
 from ._edits import EditEntry, parse_elst
+from ._limits import check_timescale
 from ._tables import (
     SampleTables,
     parse_co64,
@@ -94,7 +95,7 @@ def _parse_mvhd(buf: Buffer, box: Box) -> int:
     r = FieldReader(buf, box)
     version, _ = r.full_box()
     r.skip(16 if version == 1 else 8, "creation/modification time")
-    return r.u32("timescale")
+    return check_timescale(r.u32("timescale"), url=buf.url, what=f"mvhd at offset {box.start}:")
 
 
 def _parse_trex(buf: Buffer, box: Box) -> TrackExtends:
@@ -130,7 +131,7 @@ def _parse_mdia(buf: Buffer, mdia: Box, track: Track) -> None:
             r = FieldReader(buf, child)
             version, _ = r.full_box()
             r.skip(16 if version == 1 else 8, "creation/modification time")
-            track.timescale = r.u32("timescale")
+            track.timescale = check_timescale(r.u32("timescale"), url=buf.url, what=f"mdhd at offset {child.start}:")
         elif child.type == "hdlr":
             r = FieldReader(buf, child)
             r.full_box()

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from .._errors import MP4ParseError, TruncatedFileError, UnsupportedFormatError
+from .._errors import MP4ParseError, TruncatedFileError, TrackNotFoundError, UnsupportedFormatError
 from .._types import ByteRange
 from ._boxes import Box, Buffer, iter_children, parse_box_header
 from ._cache import IndexCache, cache_key, default_index_cache
@@ -27,6 +27,13 @@ from ._fragments import (
     parse_tfra,
 )
 from ._index import SampleIndex
+from ._limits import (
+    MAX_FRAGMENT_BOX_BYTES,
+    MAX_SAMPLES,
+    MAX_SIDX_BYTES,
+    MAX_SIDX_TOTAL_BYTES,
+    check_ticks,
+)
 from ._locate import Layout, locate, walk_after_moov
 from ._moov import Movie, Track, TrackExtends, parse_moov
 
@@ -124,8 +131,10 @@ def load_index(source, *, track: int | None = None, cache=None) -> SampleIndex:
     Raises:
         NotAVideoError: not ISO-BMFF (HTML, Matroska, MPEG-TS...).
         TruncatedFileError: a box or a sample lies past the end of the file.
-        MP4ParseError: broken boxes or tables.
+        MP4ParseError: broken boxes or tables, times that overflow int64,
+            two shown samples with one presentation time.
         UnsupportedFormatError: no video track, encryption, unknown codec.
+        TrackNotFoundError: ``track`` names no track, or a track that is not video.
     """
     cache = _resolve_cache(cache)
     url = source.url
@@ -136,7 +145,13 @@ def load_index(source, *, track: int | None = None, cache=None) -> SampleIndex:
             return hit
     snapshot = _stats_snapshot(source)
     counting = _CountingSource(source)
-    index = _build_index(counting, track=track)
+    try:
+        index = _build_index(counting, track=track)
+    except OverflowError:
+        # Python ints too large for int64 met numpy: a time or offset the checks did not anticipate.
+        raise MP4ParseError(
+            f"{url}: a time or byte offset in the index does not fit 64-bit arithmetic (the file is corrupt)."
+        ) from None
     index.index_nbytes, index.index_requests = _stats_delta(source, snapshot, counting)
     if cache is not None:
         cache.put(cache_key(url, int(source.size), getattr(source, "validator", None), track), index)
@@ -158,16 +173,25 @@ def read_index(url: str, storage_options: dict | None = None, track: int | None 
 
 
 def _select_track(movie: Movie, track: int | None, url: str) -> Track:
+    """The track to index: ``track`` when given, else the first video track.
+
+    A ``track`` that is missing or not video raises TrackNotFoundError (not
+    UnsupportedFormatError): the demux fallback would silently read another
+    track instead.
+    """
     if track is not None:
+        video = [t.track_ID for t in movie.tracks if t.handler_type == "vide"]
         for t in movie.tracks:
             if t.track_ID == track:
                 if t.handler_type != "vide":
-                    raise UnsupportedFormatError(
-                        f"{url}: track {track} is a '{t.handler_type}' track, not video."
+                    raise TrackNotFoundError(
+                        f"{url}: track {track} is a '{t.handler_type}' track, not video; "
+                        f"the video tracks are {video}."
                     )
                 return t
-        raise UnsupportedFormatError(
-            f"{url}: no track with track_ID {track}; the file has {[t.track_ID for t in movie.tracks]}."
+        raise TrackNotFoundError(
+            f"{url}: no track with track_ID {track}; the video tracks are {video} "
+            f"(all tracks: {[t.track_ID for t in movie.tracks]})."
         )
     for t in movie.tracks:
         if t.handler_type == "vide":
@@ -186,7 +210,7 @@ def _build_index(source: _CountingSource, *, track: int | None) -> SampleIndex:
     if trak.stsd is None:
         raise MP4ParseError(f"{url}: track {trak.track_ID} has no stsd (sample description).")
     info = parse_stsd(layout.moov_buf, trak.stsd, track_id=trak.track_ID)
-    timescale = trak.timescale
+    timescale = trak.timescale  # mdhd/mvhd timescales are checked (< 2^31) when parsed
     if timescale <= 0:
         # FFmpeg's fix_timescale: fall back to the movie timescale, else 1.
         timescale = movie.timescale if movie.timescale > 0 else 1
@@ -203,6 +227,7 @@ def _build_index(source: _CountingSource, *, track: int | None) -> SampleIndex:
         simple_time_offset(trak.edits, movie_timescale=movie.timescale, media_timescale=timescale)
         if trak.edits else 0
     )
+    check_ticks(time_offset, url=url, what="the edit list's start offset")
 
     parts = []  # (offsets, sizes, dts, durations, ctts, sync, discard)
     dts_shift = 0
@@ -219,7 +244,7 @@ def _build_index(source: _CountingSource, *, track: int | None) -> SampleIndex:
             e = apply_edit_list(
                 trak.edits, dts=s["dts"], ctts=s["ctts"], durations=s["durations"], is_sync=s["is_sync"],
                 has_ctts=has_ctts, dts_shift=dts_shift, movie_timescale=movie.timescale,
-                media_timescale=timescale,
+                media_timescale=timescale, url=url,
             )
             k = e["sample"]
             parts.append((s["offsets"][k], s["sizes"][k], e["dts"], s["durations"][k], s["ctts"][k],
@@ -234,7 +259,8 @@ def _build_index(source: _CountingSource, *, track: int | None) -> SampleIndex:
         trex = movie.trex.get(trak.track_ID) or TrackExtends(trak.track_ID, 1, 0, 0, 0)
         state = FragmentState(trak.track_ID, trex, time_offset=time_offset, track_end=track_end)
         moofs = _read_fragments(source, layout, trak.track_ID)
-        max_samples = size  # every sample holds at least one byte
+        max_samples = min(size, MAX_SAMPLES)  # every sample holds at least one byte
+        state.samples = sum(len(p[0]) for p in parts)
         prev_dts = int(parts[-1][2][-1]) if parts and len(parts[-1][2]) else None
         for buf, moof in moofs:
             m = parse_moof(buf, moof, state, max_samples=max_samples)
@@ -268,12 +294,39 @@ def _build_index(source: _CountingSource, *, track: int | None) -> SampleIndex:
     if len(offsets) and int(offsets.min()) < 0:
         raise MP4ParseError(f"{url}: track {trak.track_ID} has a sample at a negative offset.")
     pts = dts + dts_shift + ctts if has_ctts else dts.copy()
+    _check_times(url, trak.track_ID, dts, pts, is_discard)
     return SampleIndex(
         offsets=offsets, sizes=sizes, dts=dts, pts=pts, durations=durations, is_sync=is_sync,
         timescale=int(timescale), codec=info.codec, extradata=info.extradata, width=info.width,
         height=info.height, track_id=trak.track_ID, is_discard=is_discard, sample_entry=info.sample_entry,
         rotation=trak.rotation, bit_depth=info.bit_depth, file_size=size, fragmented=fragmented,
     )
+
+
+def _check_times(url: str, track_id: int, dts: np.ndarray, pts: np.ndarray, is_discard: np.ndarray) -> None:
+    """Refuse timelines that wrapped around int64 or show two frames at one time.
+
+    Two shown samples with one pts leave "frame i" ambiguous: FFmpeg's
+    decoder orders them by its own reordering, which the index cannot see,
+    and frames are matched to samples by pts. We refuse such a file rather
+    than risk returning the neighbour of the frame asked for.
+    """
+    for name, a in (("decode", dts), ("presentation", pts)):
+        if len(a) and (int(a.min()) <= -(1 << 62) or int(a.max()) >= 1 << 62):
+            raise MP4ParseError(
+                f"{url}: track {track_id} has {name} times beyond 2^62 ticks (the file's times overflow)."
+            )
+    shown = pts[~is_discard]
+    if len(shown) > 1:
+        s = np.sort(shown)
+        dup = np.flatnonzero(s[1:] == s[:-1])
+        if len(dup):
+            t = int(s[dup[0]])
+            samples = np.flatnonzero((pts == t) & ~is_discard)[:4].tolist()
+            raise MP4ParseError(
+                f"{url}: track {track_id}: samples {samples} share the presentation time {t}; every shown "
+                "frame needs its own time, so the frame order is ambiguous (the file is corrupt)."
+            )
 
 
 # --------------------------------------------------------------------------- fragments
@@ -302,15 +355,11 @@ def _fragment_offsets(source, layout: Layout, track_ID: int) -> tuple[list[int],
         nested = [r for r in chosen if r.is_sidx]
         offsets.extend(r.offset for r in chosen if not r.is_sidx)
         depth = 0
+        budget = [MAX_SIDX_TOTAL_BYTES]
         while nested and depth < 4:
             depth += 1
-            bufs = source.read_ranges([ByteRange(r.offset, r.offset + r.size) for r in nested])
             next_nested = []
-            for r, data in zip(nested, bufs):
-                b = Buffer(bytes(data), r.offset, url=url, file_size=size)
-                box = parse_box_header(b, r.offset, r.offset + r.size)
-                if box.type != "sidx":
-                    raise MP4ParseError(f"{url}: sidx reference at {r.offset} points to '{box.type}', not a sidx.")
+            for r, b, box in _read_nested_sidx(source, nested, budget):
                 _id, _ts, sub = parse_sidx(b, box)
                 next_nested.extend(x for x in sub if x.is_sidx)
                 offsets.extend(x.offset for x in sub if not x.is_sidx)
@@ -324,7 +373,8 @@ def _fragment_offsets(source, layout: Layout, track_ID: int) -> tuple[list[int],
         else:
             tail = bytes(buf.view(size - 16, size))
         mfra_size = parse_mfro(tail)
-        if mfra_size is not None and 16 <= mfra_size <= size:
+        # An mfra beyond the cap is ignored (as a broken one is): the walk finds the moofs.
+        if mfra_size is not None and 16 <= mfra_size <= min(size, MAX_FRAGMENT_BOX_BYTES):
             start = size - mfra_size
             buf = layout.buffer_for(start, size)
             if buf is None:
@@ -343,6 +393,48 @@ def _fragment_offsets(source, layout: Layout, track_ID: int) -> tuple[list[int],
                 return sorted(set(offsets)), start, "mfra"
     first = [layout.first_moof] if layout.first_moof is not None else []
     return first, size, "walk"
+
+
+def _read_nested_sidx(source, refs: list, budget: list[int]) -> list[tuple]:
+    """``(reference, buffer, sidx box)`` for each nested sidx reference.
+
+    A reference's size covers the sidx *and* the media it indexes, so only
+    the box is read: first a window of at most ``MAX_SIDX_BYTES``, then the
+    rest of the box when it is longer. ``budget[0]`` (bytes left for all
+    nested sidx boxes) is decremented.
+    """
+    url = source.url
+    size = source.size
+
+    def take(nbytes: int) -> None:
+        budget[0] -= nbytes
+        if budget[0] < 0:
+            raise MP4ParseError(f"{url}: nested sidx boxes exceed {MAX_SIDX_TOTAL_BYTES} bytes in all.")
+
+    spans = []
+    for r in refs:
+        if r.size < 8:
+            raise MP4ParseError(f"{url}: sidx reference at {r.offset} has size {r.size} < 8.")
+        spans.append(ByteRange(r.offset, min(r.offset + r.size, r.offset + MAX_SIDX_BYTES, size)))
+    take(sum(s.nbytes for s in spans))
+    datas = source.read_ranges(spans)
+    out = []
+    for r, span, data in zip(refs, spans, datas):
+        b = Buffer(bytes(data), r.offset, url=url, file_size=size)
+        box = parse_box_header(b, r.offset, r.offset + r.size)
+        if box.type != "sidx":
+            raise MP4ParseError(f"{url}: sidx reference at {r.offset} points to '{box.type}', not a sidx.")
+        if box.size > MAX_SIDX_BYTES:
+            raise MP4ParseError(
+                f"{url}: sidx at offset {box.start} claims {box.size} bytes; a sidx holds at most "
+                f"{MAX_SIDX_BYTES} (the file is corrupt)."
+            )
+        if not b.covers(box.start, box.end):  # pragma: no cover - the window always holds a capped box
+            take(box.size)
+            b = Buffer(bytes(source.read_ranges([ByteRange(box.start, box.end)])[0]), box.start,
+                       url=url, file_size=size)
+        out.append((r, b, box))
+    return out
 
 
 def _read_fragments(source, layout: Layout, track_ID: int) -> list[tuple[Buffer, Box]]:
@@ -394,6 +486,11 @@ def _read_fragments(source, layout: Layout, track_ID: int) -> list[tuple[Buffer,
         for i, (off, buf) in enumerate(ready):
             box = parse_box_header(buf, off, size)
             if box.type == "moof":
+                if box.size > MAX_FRAGMENT_BOX_BYTES:
+                    raise MP4ParseError(
+                        f"{url}: moof at offset {off} claims {box.size} bytes; expected at most "
+                        f"{MAX_FRAGMENT_BOX_BYTES} (the file is corrupt)."
+                    )
                 max_moof = max(max_moof, box.size)
                 if not buf.covers(off, min(size, box.end + 16)):
                     short.append((i, off, min(size, box.end + 16)))

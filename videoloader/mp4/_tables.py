@@ -14,6 +14,7 @@ import numpy as np
 
 from .._errors import MP4ParseError, TruncatedFileError
 from ._boxes import Box, Buffer, FieldReader
+from ._limits import MAX_SAMPLES, MAX_UNBACKED_SAMPLES
 
 __all__ = [
     "SampleTables",
@@ -230,6 +231,14 @@ def build_samples(tables: SampleTables, *, url: str, file_size: int, track_id: i
         )
     if sample_count > file_size:
         raise MP4ParseError(f"{where}: stsz claims {sample_count} samples in a {file_size}-byte file.")
+    if sample_size and sample_count > MAX_UNBACKED_SAMPLES:
+        # No table entry backs these samples: cap what a 20-byte box can make us allocate.
+        raise MP4ParseError(
+            f"{where}: stsz claims {sample_count} samples of constant size {sample_size}; expected at most "
+            f"{MAX_UNBACKED_SAMPLES} without a per-sample size table (the file is corrupt)."
+        )
+    if sample_count > MAX_SAMPLES:
+        raise MP4ParseError(f"{where}: stsz claims {sample_count} samples; at most {MAX_SAMPLES} are supported.")
     chunk_offsets = tables.chunk_offsets
     stsc = tables.stsc
     n_chunks = len(chunk_offsets)
