@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import av
 from av.video.reformatter import VideoReformatter
 import numpy as np
 import torch
 
-from ._errors import CorruptVideoError, NotAVideoError
+from ._errors import ContainerError, CorruptVideoError, NotAVideoError, TrackNotFoundError, VideoLoaderError
 from ._plan import start_sample
 from .decoders._base import OutputSpec
 from .decoders._pyav import ffmpeg_decoder_name, frame_to_tensor
@@ -32,6 +34,13 @@ __all__ = ["DemuxTable", "DemuxVideo"]
 log = logging.getLogger(__name__)
 
 _NO_PTS = -(2**62)
+
+
+def _reason(e: BaseException) -> str:
+    """FFmpeg's words for an error, without the file name PyAV appends."""
+    if isinstance(e, av.FFmpegError):
+        return e.strerror or type(e).__name__
+    return type(e).__name__
 
 
 @dataclass
@@ -45,10 +54,24 @@ class DemuxTable:
     frame_to_sample: np.ndarray
 
     @classmethod
-    def from_packets(cls, rows: list[tuple[int, int, int, bool]]) -> "DemuxTable":
+    def from_packets(cls, rows: list[tuple[int, int, int, bool]], *, url: str = "") -> "DemuxTable":
+        """The table of demuxed ``(pts, dts, duration, keyframe)`` rows.
+
+        Raises:
+            ContainerError: two packets share a presentation time, so which
+                frame is which cannot be told (frames are matched by pts).
+        """
         arr = np.array(rows, dtype=np.int64).reshape(-1, 4)
         pts, dts, dur, key = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3].astype(bool)
-        return cls(pts, dts, dur, key, np.argsort(pts, kind="stable"))
+        order = np.argsort(pts, kind="stable")
+        same = np.flatnonzero(np.diff(pts[order]) == 0)
+        if len(same):
+            t = int(pts[order[same[0]]])
+            raise ContainerError(
+                f"{url}: {len(same)} packets repeat an earlier packet's presentation time (first: pts {t}); "
+                "frame order is ambiguous"
+            )
+        return cls(pts, dts, dur, key, order)
 
     @property
     def num_frames(self) -> int:
@@ -70,27 +93,70 @@ class DemuxTable:
 class DemuxVideo:
     """One video stream opened through PyAV's demuxer over a tracked file."""
 
-    def __init__(self, source: RangeSource, *, output: OutputSpec, thread_count: int = 0) -> None:
+    def __init__(
+        self,
+        source: RangeSource,
+        *,
+        output: OutputSpec,
+        thread_count: int = 0,
+        track: int | None = None,
+        table: DemuxTable | None = None,
+    ) -> None:
         self.source = source
         self.output = output
         self._thread_count = thread_count
         self._file = source.open_file()
         try:
             self._container = av.open(self._file, mode="r")
+        except VideoLoaderError:
+            self._file.close()
+            raise
         except (av.FFmpegError, ValueError, OSError) as e:
             self._file.close()
-            if isinstance(e, OSError) and not isinstance(e, av.FFmpegError):
-                raise
-            raise NotAVideoError(f"{source.url}: neither an MP4 we can index nor a container FFmpeg can open ({e})") from e
-        if not self._container.streams.video:
+            raise NotAVideoError(
+                f"{source.url}: neither an MP4 we can index nor a container FFmpeg can open ({_reason(e)})"
+            ) from None
+        try:
+            self._stream = self._pick_stream(track)
+            self._check_video()
+        except BaseException:
             self.close()
-            raise NotAVideoError(f"{source.url}: the {self.format_name} container has no video stream")
-        self._stream = self._container.streams.video[0]
+            raise
         self.time_base = self._stream.time_base
-        self._table: DemuxTable | None = None
+        self._table: DemuxTable | None = table
         self._reformatter = VideoReformatter()
         self.decoded_nbytes = 0
         """Compressed bytes of the packets fed to the decoder so far."""
+
+    def _pick_stream(self, track: int | None) -> Any:
+        videos = list(self._container.streams.video)
+        if track is None:
+            if not videos:
+                raise NotAVideoError(f"{self.source.url}: the {self.format_name} container has no video stream")
+            return videos[0]
+        for st in self._container.streams:
+            if st.id == track or (st.id == 0 and st.index == track):
+                if st.type != "video":
+                    raise TrackNotFoundError(
+                        f"{self.source.url}: track {track} is a {st.type} stream, not video; "
+                        f"video tracks: {[v.id or v.index for v in videos]}"
+                    )
+                return st
+        raise TrackNotFoundError(
+            f"{self.source.url}: no track {track} in the {self.format_name} container; "
+            f"video tracks: {[v.id or v.index for v in videos]}"
+        )
+
+    def _check_video(self) -> None:
+        """Refuse what no frame can come from: still images, streams without a decoder."""
+        fmt = self.format_name
+        if fmt == "image2" or fmt.endswith("_pipe"):
+            raise NotAVideoError(f"{self.source.url}: a still image ({fmt}), not a video")
+        ctx = self._stream.codec_context
+        if ctx is None or not ctx.name:
+            raise NotAVideoError(f"{self.source.url}: the video stream has no codec FFmpeg can decode")
+        if not ctx.width or not ctx.height:
+            raise NotAVideoError(f"{self.source.url}: the {ctx.name} video stream has no picture size")
 
     @property
     def format_name(self) -> str:
@@ -118,13 +184,20 @@ class DemuxVideo:
         if self._table is None:
             log.info("%s: reading the %s packet table (one pass, no decoding)", self.source.url, self.format_name)
             rows = []
-            self._container.seek(0)
-            for p in self._container.demux(self._stream):
-                if p.size == 0 or p.pts is None:
-                    continue
-                dts = p.dts if p.dts is not None else p.pts
-                rows.append((p.pts, dts, p.duration or 0, bool(p.is_keyframe)))
-            self._table = DemuxTable.from_packets(rows)
+            try:
+                self._container.seek(0)
+                for p in self._container.demux(self._stream):
+                    if p.size == 0 or p.pts is None:
+                        continue
+                    dts = p.dts if p.dts is not None else p.pts
+                    rows.append((p.pts, dts, p.duration or 0, bool(p.is_keyframe)))
+            except av.FFmpegError as e:
+                raise ContainerError(
+                    f"{self.source.url}: the {self.format_name} demuxer failed reading packets ({_reason(e)})"
+                ) from None
+            if not rows:
+                raise NotAVideoError(f"{self.source.url}: the {self.format_name} video stream has no frames")
+            self._table = DemuxTable.from_packets(rows, url=self.source.url)
         return self._table
 
     def _codec_context(self) -> av.CodecContext:
@@ -203,7 +276,6 @@ class DemuxVideo:
         """Seek to the keyframe at or before ``seek_ticks`` and decode until the
         frame on screen at ``target`` is known: ``(frame, pts, next_pts or None)``,
         or None when the first frame decoded is already after ``target``."""
-        self._container.seek(seek_ticks, stream=self._stream, backward=True, any_frame=False)
         ctx = self._codec_context()
         prev = None
 
@@ -220,6 +292,7 @@ class DemuxVideo:
             return None
 
         try:
+            self._container.seek(seek_ticks, stream=self._stream, backward=True, any_frame=False)
             started = False
             for p in self._container.demux(self._stream):
                 if p.size == 0:
@@ -236,11 +309,11 @@ class DemuxVideo:
                 return hit[1]
             return None if prev is None else (prev, prev.pts, None)
         except av.FFmpegError as e:
-            raise CorruptVideoError(f"{self.source.url}: decoding failed: {e}") from None
+            raise CorruptVideoError(f"{self.source.url}: decoding failed ({_reason(e)})") from None
         finally:
             ctx.flush_buffers()
 
-    def _packets_from(self, start: int):
+    def _packets_from(self, start: int) -> Iterator[av.Packet]:
         """Demux packets from sample ``start`` (a keyframe) on, in decode order."""
         t = self.table
         target_dts = int(t.dts[start])
@@ -267,10 +340,23 @@ class DemuxVideo:
         ctx = self._codec_context()
         out: dict[int, torch.Tensor] = {}
         todo = len(wanted_pts)
+        start_pts = int(self.table.pts[start])
+        tainted = False
 
         def keep(frames) -> None:
+            # The same corrupt-frame rule as the packet path: a frame FFmpeg
+            # flags, or any later one (it may reference the damage), is never
+            # returned; leading pictures of an open GOP taint nothing.
+            nonlocal tainted
             for fr in frames:
+                if fr.is_corrupt and fr.pts is not None and fr.pts >= start_pts:
+                    tainted = True
                 if fr.pts in wanted_pts and fr.pts not in out:
+                    if tainted or fr.is_corrupt:
+                        raise CorruptVideoError(
+                            f"{self.source.url}: the decoder concealed damage in frame pts={fr.pts} "
+                            "or a frame it references"
+                        )
                     out[fr.pts] = frame_to_tensor(fr, self.output, self._reformatter)
 
         try:
@@ -283,7 +369,7 @@ class DemuxVideo:
                     break
             keep(ctx.decode(None))
         except av.FFmpegError as e:
-            raise CorruptVideoError(f"{self.source.url}: decoding failed: {e}") from None
+            raise CorruptVideoError(f"{self.source.url}: decoding failed ({_reason(e)})") from None
         finally:
             # Freeing a frame-threaded decoder with work in flight can deadlock.
             ctx.flush_buffers()

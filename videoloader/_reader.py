@@ -4,16 +4,25 @@ MP4/MOV/fMP4 go through our own index and exact byte ranges (``access_path
 == "index"``); anything else through PyAV demuxing over the same tracked file
 (``"demux"``). Both return frame ``i`` of a plain sequential FFmpeg decode, or
 raise: never a neighbour.
+
+A reader is safe to hold: calls from several threads are serialised, a
+reader inherited by a forked process rebuilds its decoder and connections
+there (never touching the parent's FFmpeg state), and a pickled reader
+carries its parsed index to a spawned process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import logging
+import operator
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -51,9 +60,93 @@ MAX_RECORDS = 4096
 
 DimensionOrder = Literal["NCHW", "NHWC"]
 
+# Serialises the "first call in a new process" step of every reader; a fresh
+# lock in each forked child, since a copy may have been held at fork time.
+_PROCESS_LOCK = threading.Lock()
+
+
+def _new_process_lock() -> None:
+    global _PROCESS_LOCK
+    _PROCESS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_process_lock)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _serialised(method: _F) -> _F:
+    """Run a public method under the reader's lock, in the right process, with
+    every error of ours naming the reader's (redacted) URL."""
+
+    @functools.wraps(method)
+    def wrapper(self: "VideoReader", *args: Any, **kwargs: Any) -> Any:
+        with self._entered():
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _with_url(error: VideoLoaderError, url: str) -> VideoLoaderError:
+    """The same error naming ``url`` (redacted) if its message does not yet."""
+    if url in str(error):
+        return error
+    try:
+        named = type(error)(f"{url}: {error}")
+    except Exception:  # a subclass with another constructor: keep it as it is
+        return error
+    named.__cause__ = error
+    return named
+
+
+def _as_index(value: Any, what: str = "frame index") -> int:
+    """An integer index (int, numpy integer, integer 0-d tensor), never a float or bool."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"a {what} must be an integer, got the bool {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"a {what} must be an integer (int, numpy integer or integer tensor), got {type(value).__name__} {value!r}; "
+            "frame indices are never rounded: use get_frames_played_at for times in seconds"
+        ) from None
+
+
+def _as_indices(indices: Any) -> list[int]:
+    """Frame indices from a sequence, an integer numpy array or an integer tensor."""
+    if isinstance(indices, (str, bytes)) or not hasattr(indices, "__iter__") or getattr(indices, "ndim", 1) == 0:
+        raise TypeError(
+            f"get_frames_at takes a sequence of frame indices, got {type(indices).__name__} {indices!r}; "
+            f"use get_frame_at(i) for one frame, or get_frames_at([i])"
+        )
+    if isinstance(indices, torch.Tensor):
+        if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == torch.bool:
+            raise TypeError(f"frame indices must be integers, got a tensor of {indices.dtype}")
+        return [int(i) for i in indices.reshape(-1).tolist()]
+    if isinstance(indices, np.ndarray):
+        if indices.dtype.kind not in "iu":
+            raise TypeError(f"frame indices must be integers, got an array of {indices.dtype}")
+        return [int(i) for i in indices.reshape(-1).tolist()]
+    return [_as_index(i) for i in indices]
+
 
 class VideoReader:
     """Random access to the frames of one video.
+
+    Safe to hold: one reader may be shared by threads (its calls are
+    serialised; use one reader per thread for parallel decoding), used in a
+    forked process (it rebuilds its decoder and connections there, keeping
+    the parsed index), and pickled (``pickle.loads(pickle.dumps(r))`` is a
+    working reader of the same source and options that carries the index
+    instead of reading it again; its ``transfer_stats`` start empty).
+
+    What is detected: container damage (boxes, tables, sizes, times), bytes
+    that differ from what was asked (HTTP status, exact lengths, ETag /
+    Last-Modified / size validators), packets the decoder rejects and frames
+    FFmpeg flags as corrupt all raise. What is not: a bit flipped inside a
+    compressed sample that the decoder accepts without complaint decodes to a
+    damaged picture, as in every FFmpeg-based reader; transport integrity
+    comes from TLS and the validators, not from the codec.
 
     Args:
         source: a URL (``https://``, ``s3://``, ``file://``...), a local path, or
@@ -64,7 +157,9 @@ class VideoReader:
         size: ``(height, width)``, an alternative to ``width``/``height``.
         dimension_order: ``"NCHW"`` (default) or ``"NHWC"``.
         device: where NVDEC output lives (``"cuda:0"``); CPU backends ignore it.
-        track: the track id to read (MP4 only); default the first video track.
+        track: the track id to read (MP4 ``tkhd`` track id, or the container's
+            stream id on the demux path); default the first video track. A
+            track that does not exist or is not video raises.
         stats: a parent TransferStats that also receives this reader's records.
         index_cache: an on-disk cache directory for MP4 indexes (None: memory only).
         num_threads: FFmpeg decoder threads (0: one per core).
@@ -73,7 +168,8 @@ class VideoReader:
 
     Raises:
         SourceError: the bytes could not be read (404, 403, faults).
-        ContainerError: the bytes are not a usable video.
+        ContainerError: the bytes are not a usable video (``NotAVideoError``
+            for a file with no video frame, a still image included).
         BackendUnavailableError: the requested backend cannot run here.
     """
 
@@ -100,15 +196,21 @@ class VideoReader:
             if width is not None or height is not None:
                 raise ValueError("give either size=(h, w) or width/height, not both")
             height, width = size
+        if track is not None:
+            track = _as_index(track, "track id")
         self.dimension_order = dimension_order
-        self._pid = os.getpid()
+        self._init_runtime()
         self._num_threads = num_threads
         self._closed = False
         self._index: SampleIndex | None = None
         self._demux = None
+        self._demux_table = None
+        self._demux_track: int | None = None
         self._decoder: DecoderBackend | None = None
+        self._decoder_factory: Callable[[], DecoderBackend] | None = None
         self._nal_length_size = 0
         self._disposable = None
+        self._metadata: VideoMetadata | None = None
         self.decoded_nbytes = 0
         """Compressed bytes fed to the decoder by all calls so far (index path:
         exact sample bytes; demux path: the demuxed packets' sizes)."""
@@ -119,10 +221,16 @@ class VideoReader:
         own_stats = TransferStats(parent=stats, max_records=MAX_RECORDS)
         self._source = RangeSource(source, storage_options=storage_options, stats=own_stats, **(source_options or {}))
         try:
-            self._open(backend, track, index_cache, OutputSpec(height=height, width=width, device=device or "cpu"))
+            with self._errors_named():
+                self._open(backend, track, index_cache, OutputSpec(height=height, width=width, device=device or "cpu"))
         except BaseException:
             self.close()
             raise
+
+    def _init_runtime(self) -> None:
+        """What belongs to one process: the lock, and the pid it was made in."""
+        self._pid = os.getpid()
+        self._lock = threading.RLock()
 
     # -- opening ------------------------------------------------------------
 
@@ -136,8 +244,10 @@ class VideoReader:
             log.info("%s: codec %s is not on the packet path; using the PyAV demux fallback", self._source.url, index.codec)
             index = None
         if index is None:
-            self._open_demux(backend, output)
+            self._open_demux(backend, output, track)
             return
+        if index.num_frames == 0:
+            raise NotAVideoError(f"{self._source.url}: the video track has no frames to decode")
         self._index = index
         from .decoders._registry import get_backend_class, resolve_backend
 
@@ -163,10 +273,10 @@ class VideoReader:
                 self._nal_length_size = parse_hvcc(index.extradata).nal_length_size
                 self._disposable = hevc_is_disposable
         self._backend_name = name
-        if name == "cpu":
-            self._decoder = cls(config, output=output, thread_count=self._num_threads)
-        else:
-            self._decoder = cls(config, output=output)
+        self._output = output
+        extra = {"thread_count": self._num_threads} if name == "cpu" else {}
+        self._decoder_factory = functools.partial(cls, config, output=output, **extra)
+        self._decoder = self._decoder_factory()
         pts, durs = index.frame_pts(), index.frame_durations()
         self._set_timeline(pts, durs, index.timescale)
         self._metadata = self._make_metadata(
@@ -180,32 +290,55 @@ class VideoReader:
             access_path="index",
         )
 
-    def _open_demux(self, backend: str, output: OutputSpec) -> None:
-        from ._fallback import DemuxVideo
-
+    def _open_demux(self, backend: str, output: OutputSpec, track: int | None) -> None:
         if backend not in ("auto", "cpu"):
             log.info("%s: the demux fallback decodes on the CPU (asked for %s)", self._source.url, backend)
-        self._demux = DemuxVideo(self._source, output=output, thread_count=self._num_threads)
+        self._demux_output = output
+        self._demux_track = track
+        demux = self._get_demux()
         self._backend_name = "cpu"
-        tb = self._demux.time_base
+        tb = demux.time_base
         self._timebase = (tb.numerator, tb.denominator)
         # The frame timeline (hence metadata and access by index) needs the
         # packet table, one pass over the file: built on first need only, so
         # get_frames_played_at can seek instead.
         self._metadata = None
 
+    def _get_demux(self) -> Any:
+        """The demuxer of this process (opened again after a fork or unpickling)."""
+        if self._demux is None:
+            from ._fallback import DemuxVideo
+
+            self._demux = DemuxVideo(
+                self._source,
+                output=self._demux_output,
+                thread_count=self._num_threads,
+                track=self._demux_track,
+                table=self._demux_table,
+            )
+        return self._demux
+
+    def _get_decoder(self) -> DecoderBackend:
+        """The decoder of this process (built again after a fork or unpickling)."""
+        if self._decoder is None:
+            assert self._decoder_factory is not None
+            self._decoder = self._decoder_factory()
+        return self._decoder
+
     def _load_demux_timeline(self) -> None:
-        t = self._demux.table
+        demux = self._get_demux()
+        t = demux.table
+        self._demux_table = t
         self._frame_pts = t.frame_pts()
         self._frame_durations = t.frame_durations()
         self._metadata = self._make_metadata(
-            codec=self._demux.codec,
-            width=self._demux.width,
-            height=self._demux.height,
-            pixel_format=self._demux.pixel_format,
+            codec=demux.codec,
+            width=demux.width,
+            height=demux.height,
+            pixel_format=demux.pixel_format,
             bit_depth=None,
             rotation=0,
-            container=self._demux.format_name,
+            container=demux.format_name,
             access_path="demux",
         )
 
@@ -235,9 +368,57 @@ class VideoReader:
             **kw,
         )
 
-    # -- public -------------------------------------------------------------
+    # -- process, thread and error boundaries -------------------------------
+
+    @contextlib.contextmanager
+    def _entered(self) -> Iterator[None]:
+        """Serialise a call, adopt a new process first, and name the URL in errors."""
+        if self._pid != os.getpid():
+            with _PROCESS_LOCK:
+                if self._pid != os.getpid():
+                    self._adopt_process()
+        with self._lock, self._errors_named():
+            yield
+
+    @contextlib.contextmanager
+    def _errors_named(self) -> Iterator[None]:
+        try:
+            yield
+        except VideoLoaderError as e:
+            named = _with_url(e, self._source.url)
+            if named is e:
+                raise
+            raise named from e
+
+    def _adopt_process(self) -> None:
+        """First use in a forked child: leave the parent's decoder alone.
+
+        An FFmpeg decoder inherited across fork refers to threads that do not
+        exist here; using or freeing it can hang forever. It is kept alive,
+        unused, and a new one is built on first need. The index, the demux
+        packet table and the source's configuration are kept; the source
+        opens its own connections in this process.
+        """
+        _INHERITED_ACROSS_FORK.append((self._decoder, self._demux))
+        self._decoder, self._demux = None, None
+        self._init_runtime()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        # Process-bound state stays behind; the index and tables travel.
+        for name in ("_lock", "_pid", "_decoder", "_demux"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._decoder, self._demux = None, None
+        self._init_runtime()
+
+    # -- public ---------------------------------------------------------------
 
     @property
+    @_serialised
     def metadata(self) -> VideoMetadata:
         """Stream metadata (``access_path`` says index or demux).
 
@@ -245,7 +426,9 @@ class VideoReader:
         (about one pass over the file; the bytes show in ``transfer_stats``).
         """
         if self._metadata is None:
+            self._check_open()
             self._load_demux_timeline()
+        assert self._metadata is not None
         return self._metadata
 
     @property
@@ -280,21 +463,31 @@ class VideoReader:
         """The groups and byte ranges that ``get_frames_at(indices)`` would read."""
         if self._index is None:
             raise UnsupportedFormatError(f"{self.url}: the demux fallback has no byte-range plan")
-        return plan_frames(self._index, indices)
+        return plan_frames(self._index, _as_indices(indices))
 
     def get_frame_at(self, index: int) -> FrameBatch:
-        """One frame, as a batch of one."""
-        return self.get_frames_at([index])
+        """One frame, as a batch of one.
 
+        Raises:
+            TypeError: ``index`` is not an integer (floats are never rounded).
+            IndexError: ``index`` is outside ``[0, num_frames)``.
+        """
+        return self.get_frames_at([_as_index(index)])
+
+    @_serialised
     def get_frames_at(self, indices: Sequence[int]) -> FrameBatch:
         """Frames by index, in the order asked (duplicates allowed).
 
+        Args:
+            indices: a sequence of ints, or an integer numpy array or tensor.
+
         Raises:
+            TypeError: a scalar instead of a sequence, or a non-integer index.
             IndexError: an index is outside ``[0, num_frames)``.
             CorruptVideoError: a frame could not be decoded.
         """
         self._check_open()
-        frames = [int(i) for i in (indices.tolist() if hasattr(indices, "tolist") else indices)]
+        frames = _as_indices(indices)
         n = self.metadata.num_frames
         for i in frames:
             if not 0 <= i < n:
@@ -304,9 +497,10 @@ class VideoReader:
         if self._index is not None:
             decoded, fed = self._decode_index_path(plan_frames(self._index, frames))
         else:
-            before = self._demux.decoded_nbytes
-            decoded = self._demux.decode_frames(frames)
-            fed = self._demux.decoded_nbytes - before
+            demux = self._get_demux()
+            before = demux.decoded_nbytes
+            decoded = demux.decode_frames(frames)
+            fed = demux.decoded_nbytes - before
         self._count_fed(fed)
         return self._batch(frames, [decoded[i] for i in frames])
 
@@ -317,7 +511,9 @@ class VideoReader:
     def get_frames_in_range(self, start: int = 0, stop: int | None = None, step: int = 1) -> FrameBatch:
         """Frames ``start, start + step, ...`` below ``stop`` (default: the end)."""
         n = self.metadata.num_frames
-        stop = n if stop is None else stop
+        start = _as_index(start, "start")
+        stop = n if stop is None else _as_index(stop, "stop")
+        step = _as_index(step, "step")
         if step <= 0:
             raise ValueError(f"step must be positive, got {step}")
         if not (0 <= start <= n and 0 <= stop <= n):
@@ -339,6 +535,7 @@ class VideoReader:
             out.append(int(i))
         return out
 
+    @_serialised
     def get_frames_played_at(self, seconds: Sequence[float]) -> FrameBatch:
         """The frame on screen at each time, in the order asked.
 
@@ -349,9 +546,10 @@ class VideoReader:
         self._check_open()
         if self._metadata is None:
             secs = [float(t) for t in np.asarray(seconds, dtype=np.float64).reshape(-1)]
-            before = self._demux.decoded_nbytes
-            tensors, pts, durs = self._demux.decode_at_seconds(secs)
-            self._count_fed(self._demux.decoded_nbytes - before)
+            demux = self._get_demux()
+            before = demux.decoded_nbytes
+            tensors, pts, durs = demux.decode_at_seconds(secs)
+            self._count_fed(demux.decoded_nbytes - before)
             return self._stack(
                 tensors,
                 torch.tensor(pts, dtype=torch.float64),
@@ -361,16 +559,16 @@ class VideoReader:
 
     def close(self) -> None:
         """Release the decoder and network resources. Idempotent."""
-        if self._closed:
+        if getattr(self, "_closed", True):
             return
         self._closed = True
         if self._pid != os.getpid():
-            # A reader inherited across fork: its FFmpeg decoders' threads do
-            # not exist in this process, and freeing such a decoder waits on
-            # them forever. Keep them alive, unused; the source knows forks.
+            # A reader inherited across fork and never used here: its FFmpeg
+            # decoders' threads do not exist in this process, and freeing such
+            # a decoder waits on them forever. Keep them alive, unused.
             _INHERITED_ACROSS_FORK.append((self._decoder, self._demux))
             self._decoder, self._demux = None, None
-        for obj in (self._decoder, self._demux, self._source):
+        for obj in (self._decoder, self._demux, getattr(self, "_source", None)):
             if obj is not None:
                 try:
                     obj.close()
@@ -429,10 +627,11 @@ class VideoReader:
         return FrameBatch(data=data, pts_seconds=pts, duration_seconds=dur)
 
     def _output_hw(self) -> tuple[int, int]:
-        if self._decoder is not None:
-            out, height, width = self._decoder.output, self._index.height, self._index.width
+        if self._index is not None:
+            out, height, width = self._output, self._index.height, self._index.width
         else:
-            out, height, width = self._demux.output, self._demux.height, self._demux.width
+            demux = self._get_demux()
+            out, height, width = demux.output, demux.height, demux.width
         if out.width is None and out.height is None:
             return height, width
         w = out.width or round(width * out.height / max(height, 1))
@@ -481,7 +680,7 @@ class VideoReader:
                         pending = pool.submit(self._fetch, batches[i + 1])
                     decode(batch, blobs_per_group)
         if self._metadata.pixel_format is None:
-            pix = getattr(self._decoder, "pixel_format", lambda: None)()
+            pix = getattr(self._get_decoder(), "pixel_format", lambda: None)()
             if pix:
                 self._metadata = dataclasses.replace(self._metadata, pixel_format=pix)
         return out, fed
@@ -519,7 +718,7 @@ class VideoReader:
                 )
             )
         try:
-            got = self._decoder.decode_group(packets, wanted)
+            got = self._get_decoder().decode_group(packets, wanted)
         except CorruptVideoError as e:
             raise CorruptVideoError(f"{self.url}: frames {list(group.frames)}: {e}") from e
         out = {}

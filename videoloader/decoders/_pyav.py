@@ -44,10 +44,12 @@ def frame_to_tensor(frame: av.VideoFrame, output: OutputSpec, reformatter: Video
 class PyAVDecoder(DecoderBackend):
     """FFmpeg software decoding with FFmpeg's own threading.
 
-    Damage is never passed off as a frame: a packet FFmpeg rejects, a wanted
-    frame FFmpeg flags as corrupt (concealed errors), or any frame decoded after
-    a flagged one in the same group (it may reference the damage) raises
-    ``CorruptVideoError``. A wanted frame FFmpeg drops is reported by the reader.
+    Damage FFmpeg reports is never passed off as a frame: a packet FFmpeg
+    rejects, a wanted frame FFmpeg flags as corrupt (concealed errors), or any
+    frame decoded after a flagged one in the same group (it may reference the
+    damage) raises ``CorruptVideoError``. A wanted frame FFmpeg drops is
+    reported by the reader. Damage FFmpeg does not notice (a bit flipped inside
+    a slice's payload often decodes "successfully") cannot be caught here.
 
     Args:
         config: codec, extradata and size from the index.
