@@ -35,7 +35,7 @@ VIDEO_KEYS = {
     "bandwidth_num_requests": int, "bandwidth_upstream_mb": float, "bandwidth_downstream_mb": float,
 }
 NULLABLE_VIDEO_KEYS = ("num_frames", "fps", "duration_seconds", "width", "height", "codec", "container",
-                       "access_path", "backend", "file_size_bytes", "error")
+                       "access_path", "backend", "file_size_bytes", "frames_requested", "frames_returned", "error")
 
 
 class TinyNet(torch.nn.Module):
@@ -88,7 +88,8 @@ def check_result_schema(result: dict[str, Any]) -> None:
         assert "?" not in v["url"], v["url"]
         assert v["bandwidth_upstream_mb"] == v["bandwidth_upstream_bytes"] / 1e6
         if v["ok"]:
-            n = result["frames_per_video"]
+            n = v["frames_returned"]  # frames_per_video, or all of a shorter window's frames
+            assert v["frames_requested"] == result["frames_per_video"] and 1 <= n <= v["frames_requested"]
             assert v["status"] == "ok" and v["error"] is None
             assert len(v["selected_frame_indices"]) == len(v["selected_timestamps_seconds"]) == n
             assert len(v["top_classes"]) == len(v["confidences"]) == len(v["predictions"]) == n

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -85,9 +86,11 @@ def test_urls_file_and_offset(served, tmp_path, capsys):
 
 def test_infer_subprocess_json_on_stdout(served):
     env = dict(os.environ, PYTHONPATH=str(REPO), LOGGER_LEVEL="DEBUG")
+    # Through fsspec's HTTP filesystem (a chained URL), with user-info: fsspec logs raw URLs at DEBUG.
+    chained = "simplecache::" + served.urls["h264_moov_end"].replace("://", "://user:pass-7f3@", 1)
     proc = subprocess.run(
         [sys.executable, "-m", "videoloader.cli", *INFER, served.urls["h264_faststart"], served.urls["broken"],
-         "--frames", "2", "--seed", "5", "--json", "-"],
+         chained, "--frames", "2", "--seed", "5", "--json", "-"],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=240,
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
@@ -96,7 +99,9 @@ def test_infer_subprocess_json_on_stdout(served):
     assert result["num_failed"] == 1
     assert "videoloader infer" in proc.stderr and "FAILED" in proc.stderr
     assert "DEBUG" in proc.stderr or "INFO" in proc.stderr  # LOGGER_LEVEL took effect
-    assert "SECRET123" not in proc.stderr and "SECRET123" not in proc.stdout
+    assert "DEBUG fsspec" in proc.stderr  # the library logged the URL, redacted
+    for secret in ("SECRET123", "pass-7f3"):
+        assert secret not in proc.stderr and secret not in proc.stdout
     # Same seed in process: same frames (reproducible across processes).
     again = subprocess.run(
         [sys.executable, "-m", "videoloader.cli", *INFER, served.urls["h264_faststart"], "--frames", "2",
@@ -178,3 +183,30 @@ def test_progress_bar_on_stderr(served, capsys):
     captured = capsys.readouterr()
     assert "decoding" in captured.err and "2/2" in captured.err
     assert "videoloader infer" in captured.out
+
+
+def test_log_records_are_redacted(capsys, caplog):
+    from videoloader.cli import _configure_logging
+
+    caplog.set_level(logging.DEBUG)
+    _configure_logging()  # installs the redacting filter on the root handlers (pytest's here)
+    url = "http://user:pass-7f3@h.example/v.mp4?X-Amz-Signature=SECRET"
+    logging.getLogger("fsspec.http").debug("Fetch %s", url)
+    try:
+        raise OSError(f"Cannot connect to {url}")
+    except OSError:
+        logging.getLogger("aiohttp.client").exception("request failed")
+    text = caplog.text
+    assert "Fetch http://h.example/v.mp4" in text and "Cannot connect to http://h.example/v.mp4" in text
+    assert "SECRET" not in text and "pass-7f3" not in text
+
+
+def test_frames_beyond_the_video_are_reported(served, tmp_path, capsys):
+    out_json = tmp_path / "o.json"
+    rc = main([*INFER, served.urls["h264_faststart"], "--frames", "500", "--seed", "0", "--json", str(out_json)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "500 frames asked, it has 60: each taken once" in text
+    v = json.loads(out_json.read_text())["videos"][0]
+    assert v["frames_requested"] == 500 and v["frames_returned"] == 60
+    assert v["selected_frame_indices"] == list(range(60))

@@ -246,9 +246,19 @@ def test_dataloader_workers_0_vs_2_fork(sources, http_server):
 
 def test_dataloader_spawn_matches_in_process(sources):
     ds = _dataset(sources[:4])
-    expected = _samples(DataLoader(ds, batch_size=2, num_workers=0))
-    loader = DataLoader(ds, batch_size=2, num_workers=2, multiprocessing_context="spawn")
-    _same(expected, _samples(loader))
+    expected = []
+    for epoch in range(2):
+        ds.set_epoch(epoch)
+        expected.append(_samples(DataLoader(ds, batch_size=2, num_workers=0)))
+    # Spawned persistent workers get the epoch in shared memory: set_epoch reaches them.
+    ds.set_epoch(0)
+    loader = DataLoader(ds, batch_size=2, num_workers=2, multiprocessing_context="spawn", persistent_workers=True)
+    try:
+        for epoch in range(2):
+            ds.set_epoch(epoch)
+            _same(expected[epoch], _samples(loader))
+    finally:
+        loader._iterator._shutdown_workers()
 
 
 def test_stateful_dataloader_resumes_exactly(sources):

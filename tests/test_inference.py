@@ -143,12 +143,37 @@ def test_offset_max_seconds_is_respected(served, offset):
     assert max(seen) == int(np.ceil(30 * offset)) - 1
 
 
-def test_more_frames_than_the_window_holds(served):
+def test_more_frames_than_the_window_holds(served, caplog):
+    # 30 fps: the first 0.1 s holds frames 0, 1, 2; each is taken once, and the result says so.
+    caplog.set_level(logging.INFO, logger="videoloader")
     result = run_inference(served.urls["h264_faststart"], frames_per_video=5, random_seed=0,
                            offset_max_seconds=0.1, **FAST)
     v = result["videos"][0]
-    assert v["ok"] and len(v["selected_frame_indices"]) == 5
+    assert v["ok"] and v["selected_frame_indices"] == [0, 1, 2]
+    assert v["frames_requested"] == 5 and v["frames_returned"] == 3
+    assert len(v["top_classes"]) == len(v["selected_timestamps_seconds"]) == 3
     assert all(t < 0.1 for t in v["selected_timestamps_seconds"])
+    assert result["num_videos_with_fewer_frames"] == 1
+    assert "5 frames asked, 3 in the window" in caplog.text
+
+
+def test_more_frames_than_the_video_holds(served):
+    name = "h264_faststart"
+    with VideoReader(served.paths[name], backend="cpu") as reader:
+        n = reader.metadata.num_frames
+    with VideoReader(served.paths["h264_bframes"], backend="cpu") as reader:
+        n2 = reader.metadata.num_frames
+    result = run_inference(video_urls=[served.urls[name], served.urls["h264_bframes"]], frames_per_video=n + 7,
+                           random_seed=0, **FAST)
+    check_result_schema(result)
+    short = result["videos"][0]
+    assert short["selected_frame_indices"] == list(range(n))  # every frame once, in order
+    assert short["frames_requested"] == n + 7 and short["frames_returned"] == n
+    assert result["videos"][1]["frames_returned"] == min(n2, n + 7)
+    assert result["num_videos_with_fewer_frames"] == 1 + (n2 < n + 7)
+    # Enough frames: the draw is unchanged (exactly frames_per_video distinct frames).
+    ok = run_inference(served.urls[name], frames_per_video=4, random_seed=0, **FAST)["videos"][0]
+    assert ok["frames_requested"] == ok["frames_returned"] == 4 and len(set(ok["selected_frame_indices"])) == 4
 
 
 def test_every_video_failing(http_server):
@@ -233,3 +258,19 @@ def test_logger_level_env(served, monkeypatch, caplog):
         assert "SECRET123" not in caplog.text
     finally:
         logger.setLevel(old)
+
+
+def _signed(url: str) -> str:
+    return url.replace("://", "://user:pass-7f3@", 1).split("?", 1)[0] + "?X-Amz-Signature=SECRET&X-Amz-Expires=60"
+
+
+def test_results_and_logs_hold_no_credentials(served, http_server, caplog):
+    caplog.set_level(logging.DEBUG)
+    urls = [_signed(served.urls["h264_faststart"]), _signed(http_server.url("missing.mp4")),
+            "simplecache::" + _signed(served.urls["h264_bframes"])]
+    result = run_inference(video_urls=urls, frames_per_video=2, random_seed=0, **FAST)
+    assert [v["ok"] for v in result["videos"]] == [True, False, True]
+    assert result["videos"][0]["url"] == served.urls["h264_faststart"].split("?")[0]
+    assert result["videos"][2]["url"].startswith("simplecache::http://127.0.0.1")
+    text = json.dumps(result, default=str) + caplog.text
+    assert "SECRET" not in text and "pass-7f3" not in text

@@ -151,3 +151,15 @@ def test_sink_is_finished_when_the_job_cannot_start():
     with pytest.raises(ValueError, match="unknown torchvision model"):
         run_inference("x.mp4", model="no_such_net", weights=None, wandb=sink)
     assert sink.finished and not sink.metrics
+
+
+def test_sink_fields_hold_no_credentials(served, http_server):
+    def signed(url):
+        return url.replace("://", "://user:pass-7f3@", 1).split("?", 1)[0] + "?X-Amz-Signature=SECRET"
+
+    sink = FakeSink()
+    urls = [signed(served.urls["h264_faststart"]), signed(http_server.url("missing.mp4"))]
+    run_inference(video_urls=urls, frames_per_video=1, random_seed=0, wandb=sink, wandb_max_images=2, **FAST)
+    recorded = repr((sink.config, sink.metrics, sink.tables, [caption for _, caption in sink.images["frames"]]))
+    assert "127.0.0.1" in recorded and "missing.mp4" in recorded
+    assert "SECRET" not in recorded and "pass-7f3" not in recorded

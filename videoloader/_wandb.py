@@ -10,10 +10,14 @@ What a run gets (:func:`log_inference`):
 * config: model, weights, device, backend, frames_per_video, random_seed,
   offset_max_seconds, batch_size, platform, versions, number of videos;
 * metrics (also the run summary): per-stage timings, bandwidth totals (bytes
-  and MB), request count, videos ok / failed;
+  and MB), request count, videos ok / failed, videos that held fewer frames
+  than asked;
 * a ``videos`` table: one row per video (index, redacted URL, status, top
   class, confidence, timestamps, upstream / downstream bytes, stage times, error);
 * ``frames``: a few decoded frames as images, captioned with video, time and class.
+
+Only what ``run_inference`` already redacted reaches a sink: URLs without
+user-info or query string, error messages with every URL redacted.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ METRIC_KEYS = (
     "inference_time_seconds", "total_pipeline_time_seconds",
     "bandwidth_total_upstream_bytes", "bandwidth_total_downstream_bytes",
     "bandwidth_total_upstream_mb", "bandwidth_total_downstream_mb", "bandwidth_num_requests",
-    "num_succeeded", "num_failed",
+    "num_succeeded", "num_failed", "num_videos_with_fewer_frames",
 )
 TABLE_COLUMNS = (
     "index", "url", "status", "top_class", "confidence", "timestamps_seconds", "upstream_bytes",

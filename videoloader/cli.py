@@ -13,7 +13,10 @@
 1 when any video failed (the reasons are printed), 2 for bad arguments, 3 when
 the job could not run at all (e.g. pretrained weights unavailable).
 ``LOGGER_LEVEL`` (``DEBUG``, ``INFO``, ...) sets the log level; logs never
-contain a URL's query string.
+contain a URL's query string or credentials, those of libraries (fsspec,
+aiohttp) included: the command redacts every record it writes.
+``--frames N`` beyond what a video (or its first ``--offset-max-seconds``)
+holds takes each of its frames once, and the report says so.
 """
 
 from __future__ import annotations
@@ -134,6 +137,12 @@ def _fmt_bytes(n: int | None) -> str:
     return f"{n} B"
 
 
+def _redact(text: str) -> str:
+    from .io import redact_text
+
+    return redact_text(text)
+
+
 def _write_json(obj: Any, dest: str, out: _Out) -> None:
     text = json.dumps(obj, indent=2, default=str)
     if dest == "-":
@@ -146,9 +155,23 @@ def _write_json(obj: Any, dest: str, out: _Out) -> None:
 
 
 def _configure_logging() -> None:
+    """Log to stderr at ``LOGGER_LEVEL`` (default WARNING), every URL redacted.
+
+    fsspec and aiohttp log raw URLs (a signed URL's token, ``user:password@``)
+    at DEBUG. Their records (and ours) are redacted when made
+    (``install_log_redaction``), and every root handler gets a
+    ``RedactingFilter`` for the records of any other logger. As
+    ``logging.basicConfig``, a handler is added only when the root has none.
+    """
+    from .io._redact import RedactingFilter, install_log_redaction
+
     level = os.environ.get("LOGGER_LEVEL", "WARNING").strip().upper()
+    install_log_redaction()
     logging.basicConfig(level=level if level in logging._nameToLevel else "WARNING",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
 
 
 # --------------------------------------------------------------------------- infer
@@ -220,11 +243,11 @@ def _cmd_infer(args: argparse.Namespace, out: _Out) -> int:
         )
     except WeightsUnavailableError as e:
         progress.close()
-        out.print(f"error: {e}")
+        out.print(f"error: {_redact(str(e))}")
         return EXIT_FATAL
     except (ValueError, TypeError, ImportError) as e:
         progress.close()
-        out.print(f"error: {type(e).__name__}: {e}")
+        out.print(f"error: {type(e).__name__}: {_redact(str(e))}")
         return EXIT_USAGE if isinstance(e, (ValueError, TypeError)) else EXIT_FATAL
     progress.close()
 
@@ -271,6 +294,11 @@ def _print_infer(result: dict[str, Any], out: _Out, saved: dict[int, list[str]])
     )
     if saved:
         out.print(f"frames saved: {sum(len(p) for p in saved.values())} PNG files")
+    window = f"its first {r['offset_max_seconds']} s hold" if r.get("offset_max_seconds") else "it has"
+    for v in r["videos"]:
+        asked, got = v.get("frames_requested"), v.get("frames_returned")
+        if v["ok"] and asked is not None and got is not None and got < asked:
+            out.print(f"note: video {v['index']} {v['url']}: {asked} frames asked, {window} {got}: each taken once")
     for v in r["videos"]:
         if not v["ok"]:
             err = v["error"] or {}
@@ -353,9 +381,7 @@ def _cmd_inspect(args: argparse.Namespace, out: _Out) -> int:
     try:
         info = inspect_video(args.url, frames=args.frames, backend=args.backend)
     except Exception as e:
-        from .inference import _redact_text
-
-        out.print(f"error: {type(e).__name__}: {_redact_text(str(e))}")
+        out.print(f"error: {type(e).__name__}: {_redact(str(e))}")
         return EXIT_VIDEO_FAILED
     m = info["metadata"]
     out.print(f"{info['url']}")

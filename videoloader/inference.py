@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._errors import VideoLoaderError
+from ._errors import WeightsUnavailableError
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -99,10 +99,6 @@ def apply_log_level_from_env(logger_name: str = "videoloader") -> None:
         logging.getLogger(logger_name).setLevel(level.strip().upper())
 
 
-class WeightsUnavailableError(VideoLoaderError, RuntimeError):
-    """Pretrained weights could not be loaded (no network, missing file); the message says how to proceed."""
-
-
 # --------------------------------------------------------------------------- results
 
 
@@ -127,6 +123,11 @@ class VideoResult:
     backend: str | None = None
     """Decoder backend that ran: ``cpu``, ``nvdec`` or ``videotoolbox``."""
     file_size_bytes: int | None = None
+    frames_requested: int | None = None
+    """Frames asked for (``frames_per_video``)."""
+    frames_returned: int | None = None
+    """Frames actually selected: fewer than asked when the video (or its first
+    ``offset_max_seconds``) holds fewer frames; each frame is then taken once."""
     selected_frame_indices: list[int] = dataclasses.field(default_factory=list)
     selected_timestamps_seconds: list[float] = dataclasses.field(default_factory=list)
     """Presentation time of each selected frame, seconds."""
@@ -226,6 +227,9 @@ class InferenceResult:
             "weights_dir": self.weights_dir,
             "backend": self.backend,
             "frames_per_video": self.frames_per_video,
+            "num_videos_with_fewer_frames": sum(
+                v.frames_returned is not None and v.frames_returned < self.frames_per_video for v in ok
+            ),
             "random_seed": self.random_seed,
             "offset_max_seconds": self.offset_max_seconds,
             "batch_size": self.batch_size,
@@ -250,6 +254,7 @@ class InferenceResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "InferenceResult":
+        # Derived keys (counts, totals, num_videos_with_fewer_frames) are recomputed by to_dict().
         names = {f.name for f in dataclasses.fields(cls)} - {"videos", "return_frame_png"}
         return cls(
             videos=[VideoResult.from_dict(v) for v in d["videos"]],
@@ -393,7 +398,7 @@ def _download_error(model_name: str, weights_enum: Any, weights_dir: str, e: Bas
     target = Path(weights_dir) / "checkpoints" / fname
     return WeightsUnavailableError(
         f"could not load the pretrained weights {weights_enum} for {model_name}: download of {url} "
-        f"into {target.parent} failed ({type(e).__name__}: {e}). To proceed: run with weights=None "
+        f"into {target.parent} failed ({type(e).__name__}: {_redact_text(str(e))}). To proceed: run with weights=None "
         f"(`--weights none`, random init: fine for measuring I/O and decode, not for predictions); or "
         f"pass a local checkpoint with weights='/path/to/{fname}' (`--weights PATH`); or copy {fname} to "
         f"{target} (weights_dir / TORCH_HOME) on a machine with network access."
@@ -435,7 +440,8 @@ def _load_model(
                 with _hub_dir(weights_dir):
                     module = tvm.get_model(model_name, weights=enum)
             except (OSError, RuntimeError) as e:  # URLError is an OSError; a corrupt download a RuntimeError
-                raise _download_error(model_name, enum, hub, e) from e
+                # The cause is kept only when its message holds no URL secret (a proxy's credentials).
+                raise _download_error(model_name, enum, hub, e) from (e if _redact_text(str(e)) == str(e) else None)
             weights_desc = str(enum)
             if names is None:
                 names = list(enum.meta.get("categories") or []) or None
@@ -484,34 +490,24 @@ def _logits(output: Any) -> torch.Tensor:
 # --------------------------------------------------------------------------- frames
 
 
-class _RandomFramesFallback:
-    """Stand-in for ``videoloader.data.RandomFrames`` (same choice) if that package cannot be imported."""
-
-    def __init__(self, num_frames: int, *, offset_max_seconds: float | None = None) -> None:
-        self.num_frames, self.offset_max_seconds = num_frames, offset_max_seconds
-
-    def __call__(self, video: Any, rng: np.random.Generator) -> np.ndarray:
-        m = video.metadata
-        n = m.num_frames
-        if self.offset_max_seconds is not None and self.offset_max_seconds < m.duration_seconds:
-            # The last frame on screen strictly before begin + T is the last one whose pts < begin + T.
-            t = np.nextafter(m.begin_stream_seconds + self.offset_max_seconds, -np.inf)
-            n = video.frame_indices_played_at([t])[0] + 1 if t >= m.begin_stream_seconds else 0
-        if n <= 0:
-            raise IndexError(f"{getattr(video, 'url', 'video')}: no frame in the first {self.offset_max_seconds} s")
-        k = self.num_frames
-        if n >= k:
-            return np.sort(rng.choice(n, size=k, replace=False))
-        return np.minimum(np.arange(k), n - 1)  # 3 frames, k=5 -> [0, 1, 2, 2, 2]
-
-
-def _frame_sampler(frames_per_video: int, offset_max_seconds: float | None) -> Callable[[Any, np.random.Generator], np.ndarray]:
+def _frame_sampler(frames_per_video: int, offset_max_seconds: float | None) -> Any:
     """The data package's ``RandomFrames``: distinct frames, uniform over the first ``offset_max_seconds``."""
-    try:
-        from .data import RandomFrames
-    except ImportError:  # pragma: no cover - only while the data package is missing
-        return _RandomFramesFallback(frames_per_video, offset_max_seconds=offset_max_seconds)
+    from .data import RandomFrames
+
     return RandomFrames(frames_per_video, offset_max_seconds=offset_max_seconds)
+
+
+def _choose_frames(sampler: Any, video: Any, rng: np.random.Generator) -> list[int]:
+    """Up to ``sampler.num_frames`` distinct frames from the sampler's window, in time order.
+
+    A window holding fewer frames than asked gives each of its frames once
+    (never a frame repeated to make up the count); the caller reports how many.
+    With enough frames the draw is exactly ``sampler(video, rng)``.
+    """
+    window = sampler.window(video)
+    if window.num_frames < sampler.num_frames:
+        sampler = dataclasses.replace(sampler, num_frames=window.num_frames)
+    return [int(i) for i in sampler.choose(video, window, rng)]
 
 
 def _encode_png(frame_chw: torch.Tensor) -> bytes:
@@ -580,7 +576,10 @@ def run_inference(
         video_url: one URL (or local path); or give ``video_urls``. A list here
             is accepted as ``video_urls``.
         video_urls: several URLs; each gets an entry in ``result["videos"]``.
-        frames_per_video: frames drawn per video (>= 1).
+        frames_per_video: distinct frames drawn per video (>= 1). A video
+            (or its first ``offset_max_seconds``) with fewer frames gives each
+            of them once: ``videos[i]["frames_returned"]`` says how many, and
+            ``num_videos_with_fewer_frames`` counts those videos.
         random_seed: seed of the frame choice. Video ``i`` draws with
             ``np.random.default_rng((random_seed, first_video_index + i))``, so
             a fixed seed gives the same frames on every run and every shard
@@ -781,7 +780,11 @@ class _Job:
                 if reader.index is not None and reader.index.file_size is not None:
                     vr.file_size_bytes = int(reader.index.file_size)
                 rng = np.random.default_rng((self.random_seed, index))
-                chosen = [int(i) for i in self.sampler(reader, rng)]
+                chosen = _choose_frames(self.sampler, reader, rng)
+                vr.frames_requested, vr.frames_returned = self.frames_per_video, len(chosen)
+                if len(chosen) < self.frames_per_video:
+                    log.info("video %d %s: %d frames asked, %d in the window: each taken once",
+                             index, vr.url, self.frames_per_video, len(chosen))
                 batch = reader.get_frames_at(chosen)
                 downstream = reader.last_decode_nbytes
                 vr.selected_frame_indices = chosen

@@ -4,13 +4,17 @@
 (streaming, sharded by rank and worker) work with ``torch.utils.data.DataLoader``
 (any ``num_workers``, fork or spawn) and ``StatefulDataLoader``;
 ``make_node_loader`` builds a thread-based ``torchdata.nodes`` pipeline instead.
+``set_epoch`` reaches workers kept by ``persistent_workers=True``. The errors
+(``ManifestError``, ``SamplingError``, ``SampleError``) live in the one tree of
+``videoloader._errors`` and are re-exported here.
 """
 
+from .._errors import ManifestError, SampleError, SamplingError
 from ._collate import collate_skip_none
-from ._dataset import SampleError, VideoFrameDataset, VideoFrameIterableDataset
+from ._dataset import VideoFrameDataset, VideoFrameIterableDataset
 from ._nodes import make_node_loader
-from ._samplers import AllFrames, FrameSampler, FrameWindow, RandomClip, RandomFrames, SamplingError, UniformClip
-from ._sources import ManifestError, SourceTable, VideoRecord, iter_manifest, read_manifest
+from ._samplers import AllFrames, FrameSampler, FrameWindow, RandomClip, RandomFrames, UniformClip
+from ._sources import SourceTable, VideoRecord, iter_manifest, read_manifest
 
 __all__ = [
     "AllFrames",

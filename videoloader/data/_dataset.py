@@ -8,6 +8,8 @@ pipeline of :func:`~videoloader.data.make_node_loader`.
 Reproducibility: the frames of item ``i`` in epoch ``e`` are drawn from
 ``numpy.random.default_rng(SeedSequence([seed, e, i]))`` and nothing else, so
 they do not depend on worker count, worker id, prefetch order or start method.
+The epoch lives in shared memory (:class:`~videoloader.data._epoch.SharedEpoch`):
+``set_epoch`` reaches DataLoader workers kept alive by ``persistent_workers=True``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from .._errors import VideoLoaderError
+from .._errors import SampleError, VideoLoaderError
+from ..io import redact_text
+from ._epoch import SharedEpoch
 from ._readers import ProcessState, process_state
 from ._samplers import FrameSampler, RandomClip
 from ._sources import SourceTable, VideoRecord, is_manifest_path, iter_sources
@@ -36,31 +40,45 @@ _ON_ERROR = ("raise", "skip", "record")
 _TRANSFER_KEYS = ("bytes_received", "bytes_requested", "num_requests", "num_retries")
 
 
-class SampleError(VideoLoaderError, RuntimeError):
-    """A sample failed with an exception that cannot be re-raised as its own
-    type; the message names the item and the URL, ``__cause__`` is the original."""
-
-
 def _check_int(name: str, value: Any, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return int(value)
 
 
-def _sample_exception(e: Exception, index: int, url: str) -> Exception:
-    """``e`` re-made with the item and redacted URL in front, same type where possible.
+def _chain_is_clean(e: BaseException) -> bool:
+    """Whether no message along ``e``'s cause/context chain holds a URL secret."""
+    seen: set[int] = set()
+    node: BaseException | None = e
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if redact_text(str(node)) != str(node):
+            return False
+        node = node.__cause__ if node.__cause__ is not None else node.__context__
+    return True
 
-    Keeping the type keeps ``except FileNotFoundError`` (a 404) working, also
-    after DataLoader re-raises a worker's exception in the main process.
+
+def _sample_exception(e: Exception, index: int, url: str) -> Exception:
+    """``e`` re-made with the item and redacted URL in front: our type, or SampleError.
+
+    A :class:`~videoloader.VideoLoaderError` keeps its type, so ``except
+    FileNotFoundError`` (a 404) keeps working, also after DataLoader re-raises
+    a worker's exception in the main process. Anything else (a library error
+    that escaped its wrapper) becomes a :class:`SampleError`: every failure of
+    an item is in the one error tree. The original is ``__cause__`` unless a
+    message along its chain holds a URL secret.
     """
-    msg = f"sample {index} ({url}): {type(e).__name__}: {e}"
-    try:
-        new = type(e)(msg)
-    except Exception:
-        new = None
-    if not isinstance(new, type(e)) or isinstance(e, KeyError):
+    msg = f"sample {index} ({url}): {type(e).__name__}: {redact_text(str(e))}"
+    new: Exception | None = None
+    if isinstance(e, VideoLoaderError):
+        try:
+            new = type(e)(msg)
+        except Exception:  # noqa: BLE001 - a constructor with other arguments
+            new = None
+    if new is None or type(new) is not type(e):
         new = SampleError(msg)
-    new.__cause__ = e
+    new.__cause__ = e if _chain_is_clean(e) else None
+    new.__suppress_context__ = True
     return new
 
 
@@ -107,7 +125,7 @@ class _SampleLoader:
             raise ValueError(f"reader_options must not set {sorted(clash)}: they are dataset arguments")
         self.sampler = sampler
         self.seed = _check_int("seed", seed, minimum=0)
-        self.epoch = 0
+        self._epoch = SharedEpoch(0)
         self.transform = transform
         self.output_size = output_size
         self.backend = backend
@@ -121,10 +139,21 @@ class _SampleLoader:
 
     # -- epochs and process-local state ---------------------------------------
 
+    @property
+    def epoch(self) -> int:
+        """The epoch whose frames items draw (see :meth:`set_epoch`)."""
+        return self._epoch.get()
+
     def set_epoch(self, epoch: int) -> None:
-        """Draw epoch ``epoch``'s frames. Call before iterating (with
-        ``persistent_workers=True`` the workers keep the epoch they started with)."""
-        self.epoch = _check_int("epoch", epoch, minimum=0)
+        """Draw epoch ``epoch``'s frames from now on, here and in DataLoader workers.
+
+        Call it before iterating the epoch. The epoch is kept in shared memory,
+        so workers started earlier (``persistent_workers=True``) read it when
+        they load each item: epoch ``e`` gives the same frames as with
+        ``num_workers=0``. A copy made by pickling (not by starting a worker)
+        has its own epoch.
+        """
+        self._epoch.set(_check_int("epoch", epoch, minimum=0))
 
     def _state(self) -> ProcessState:
         return process_state(self, "_proc", lambda: ProcessState(self.max_open_readers, self.max_concurrent_samples))
@@ -192,19 +221,24 @@ class _SampleLoader:
         url = redact_url(record.url)
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, int(index)]))
         reader = None
+        before = None
         transfer = dict.fromkeys(_TRANSFER_KEYS, 0)
+        error: Exception | None = None
         try:
             reader, is_new = state.readers.acquire(record.url, lambda: self._open_reader(record.url, state))
             before = None if is_new else reader.transfer_stats.snapshot()
             indices = self.sampler(reader, rng, start_seconds=record.start_seconds, end_seconds=record.end_seconds)
             # One call: every GOP this sample needs goes out as one concurrent range batch.
             batch = reader.get_frames_at(indices)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - handled below, outside this block
+            error = e
+        if error is not None:
+            # Outside the except block: what _failed raises does not get the raw error as __context__.
             if reader is not None:
                 stats = reader.transfer_stats
                 transfer = (stats if before is None else stats.since(before)).as_dict()
                 state.readers.discard(reader)
-            return self._failed(e, index, url, record, transfer, has_labels, state)
+            return self._failed(error, index, url, record, transfer, has_labels, state)
         stats = reader.transfer_stats
         transfer = (stats if before is None else stats.since(before)).as_dict()
         state.readers.release(record.url, reader)
@@ -237,9 +271,9 @@ class _SampleLoader:
         state: ProcessState,
     ) -> dict[str, Any] | None:
         if self.on_error == "raise":
-            raise _sample_exception(e, index, url) from e
+            raise _sample_exception(e, index, url)
         state.count(skipped=self.on_error == "skip", error=True)
-        message = f"{type(e).__name__}: {e}"
+        message = f"{type(e).__name__}: {redact_text(str(e))}"
         log.warning("sample %d (%s) failed (%s): %s", index, url, self.on_error, message)
         if self.on_error == "skip":
             return None

@@ -92,8 +92,11 @@ class ReaderPool:
 def _close(reader: Any) -> None:
     try:
         reader.close()
-    except Exception:  # closing must never mask the sample's own outcome
-        log.debug("error closing %r", reader, exc_info=True)
+    except Exception as e:  # closing must never mask the sample's own outcome
+        from ..io import redact_text
+
+        # No exc_info: a library's traceback may quote the raw URL.
+        log.debug("error closing %r: %s: %s", reader, type(e).__name__, redact_text(str(e)))
 
 
 class ProcessState:

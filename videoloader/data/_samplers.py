@@ -27,17 +27,13 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from .._errors import VideoLoaderError
+from .._errors import SamplingError
+from ..io import redact_text, redact_url
 
 __all__ = ["AllFrames", "FrameSampler", "RandomClip", "RandomFrames", "SamplingError", "UniformClip"]
 
 ShortPolicy = Literal["repeat_last", "error"]
 _POLICIES = ("repeat_last", "error")
-
-
-class SamplingError(VideoLoaderError, ValueError):
-    """A sampler cannot choose frames from a video: its window holds no frame,
-    or too few for the clip with ``policy="error"``."""
 
 
 class _Video(Protocol):  # what samplers need from a reader
@@ -116,6 +112,11 @@ class FrameSampler(abc.ABC):
         n = int(m.num_frames)
         begin = float(m.begin_stream_seconds)
         stop = begin + float(m.duration_seconds)
+        if not (math.isfinite(begin) and math.isfinite(stop)):
+            raise SamplingError(
+                f"{_url(video)}: the video's timeline is not finite (first frame at {begin} s, "
+                f"ends at {stop} s); cannot place a sampling window"
+            )
         start = begin
         end = stop
         for s in (getattr(self, "start_seconds", None), start_seconds):
@@ -132,10 +133,16 @@ class FrameSampler(abc.ABC):
                 f"{_url(video)}: the sampling window [{start}, {end}) s holds no frame of the video "
                 f"([{begin}, {stop}) s, {n} frames); widen the window or drop this record"
             )
-        lo = 0 if start <= begin else video.frame_indices_played_at([start])[0]
+        lo = 0 if start <= begin else _played_at(video, [start])[0]
         # The last frame on screen strictly before `end` (a frame starting at `end` is outside).
-        hi = n if end >= stop else video.frame_indices_played_at([np.nextafter(end, -np.inf)])[0] + 1
-        return FrameWindow(lo=int(lo), hi=int(max(hi, lo + 1)), start_seconds=start, end_seconds=end)
+        hi = n if end >= stop else _played_at(video, [np.nextafter(end, -np.inf)])[0] + 1
+        lo, hi = int(lo), int(max(hi, lo + 1))
+        if not 0 <= lo < hi <= n:
+            raise SamplingError(
+                f"{_url(video)}: the window [{start}, {end}) s maps to frames [{lo}, {hi}), "
+                f"outside the video's {n} frames; its frame times and metadata disagree"
+            )
+        return FrameWindow(lo=lo, hi=hi, start_seconds=start, end_seconds=end)
 
     def __call__(
         self,
@@ -164,7 +171,25 @@ class FrameSampler(abc.ABC):
 
 
 def _url(video: Any) -> str:
-    return getattr(video, "url", None) or "video"
+    """The video's URL for messages, redacted (a reader's ``url`` already is; a stand-in's may not be)."""
+    url = getattr(video, "url", None)
+    return redact_url(url) if url else "video"
+
+
+def _played_at(video: _Video, seconds: Any) -> list[int]:
+    """``video.frame_indices_played_at``, with a time the frame table does not cover as a SamplingError.
+
+    The metadata's duration can run past the last frame's end (or a window
+    start fall in a gap of the frame table): the reader answers IndexError,
+    which for a sampler means "this window cannot be sampled from this video".
+    """
+    error = None
+    try:
+        return list(video.frame_indices_played_at(seconds))
+    except IndexError as e:
+        times = np.asarray(seconds).tolist()
+        error = SamplingError(f"{_url(video)}: no frame is on screen at {times} s ({redact_text(str(e))})")
+    raise error
 
 
 def _too_short(video: _Video, what: str, window: FrameWindow) -> SamplingError:
@@ -267,7 +292,7 @@ class RandomClip(FrameSampler):
         else:
             times = np.minimum(window.start_seconds + np.arange(k) / float(self.fps), last_time)
         times = np.clip(times, window.start_seconds, last_time)
-        return np.asarray(video.frame_indices_played_at(times), dtype=np.int64)
+        return np.asarray(_played_at(video, times), dtype=np.int64)
 
 
 @dataclass(frozen=True)

@@ -20,17 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import VideoLoaderError
+from .._errors import ManifestError, SourceAccessError, SourceError, SourceNotFoundError, VideoLoaderError
+from ..io import redact_text, redact_url
+from ..io._redirect import fsspec_options
 
 __all__ = ["ManifestError", "SourceTable", "VideoRecord", "iter_sources", "read_manifest"]
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".parquet", ".pq")
 _START_KEYS = ("start", "start_seconds")
 _END_KEYS = ("end", "end_seconds")
-
-
-class ManifestError(VideoLoaderError, ValueError):
-    """A source list or manifest file is malformed (no ``url``, bad window)."""
 
 
 @dataclass(frozen=True)
@@ -54,11 +52,11 @@ class VideoRecord:
             if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v)):
                 raise ManifestError(f"{name} must be a finite number of seconds or None, got {v!r}")
         if self.start_seconds is not None and self.end_seconds is not None and self.end_seconds <= self.start_seconds:
-            raise ManifestError(f"end ({self.end_seconds}) must be > start ({self.start_seconds}) for {self.url}")
+            raise ManifestError(
+                f"{redact_url(self.url)}: end ({self.end_seconds}) must be > start ({self.start_seconds})"
+            )
 
     def __repr__(self) -> str:  # never print credentials
-        from ..io import redact_url
-
         return (
             f"VideoRecord({redact_url(self.url)!r}, label={self.label!r}, "
             f"start_seconds={self.start_seconds}, end_seconds={self.end_seconds})"
@@ -79,16 +77,29 @@ def _pick(d: dict, keys: Sequence[str]) -> Any:
     return None
 
 
-def to_record(item: Any, position: int | None = None) -> VideoRecord:
-    """A :class:`VideoRecord` from a URL string, a Path, a dict or a record."""
+def to_record(item: Any, position: int | None = None, *, source: str | None = None) -> VideoRecord:
+    """A :class:`VideoRecord` from a URL string, a Path, a dict or a record.
+
+    Args:
+        item: the source.
+        position: its position in the list or manifest (for messages).
+        source: the redacted manifest URL it came from (for messages).
+
+    Raises:
+        ManifestError: the item is not a usable source; the message names the
+            manifest, the record and the (redacted) URL, never a secret.
+    """
+    where = f"record {position}" if position is not None else "a record"
+    if source is not None:
+        where = f"{source}: {where}"
     if isinstance(item, VideoRecord):
         return item
     if isinstance(item, (str, os.PathLike)):
         return VideoRecord(os.fspath(item))
     if isinstance(item, dict):
         if "url" not in item:
-            where = f"record {position}" if position is not None else "a record"
-            raise ManifestError(f"{where} has no 'url' key (keys: {sorted(item)})")
+            raise ManifestError(f"{where} has no 'url' key (keys: {sorted(map(str, item))})")
+        error = None
         try:
             return VideoRecord(
                 os.fspath(item["url"]),
@@ -97,8 +108,10 @@ def to_record(item: Any, position: int | None = None) -> VideoRecord:
                 end_seconds=_seconds(_pick(item, _END_KEYS)),
             )
         except (TypeError, ValueError) as e:
-            raise ManifestError(f"record {position}: {e}") from e
-    raise ManifestError(f"a source must be a URL string or a dict with 'url', got {type(item).__name__}")
+            # Raised outside this block: the original (which may quote the row) stays off __context__.
+            error = ManifestError(f"{where}: {redact_text(str(e))}")
+        raise error
+    raise ManifestError(f"{where}: a source must be a URL string or a dict with 'url', got {type(item).__name__}")
 
 
 def is_manifest_path(sources: Any) -> bool:
@@ -125,53 +138,99 @@ def iter_manifest(path: str | os.PathLike, *, storage_options: dict | None = Non
     as one, else str), ``start``, ``end``. JSONL: one object per line with the
     same keys. Parquet (needs pyarrow): columns with the same names.
 
+    Every message names the manifest by its redacted URL; no exception this
+    raises carries the raw URL, on itself or on its ``__cause__``/``__context__``.
+
     Raises:
-        ManifestError: no ``url`` column/key, or a malformed row.
+        ManifestError: no ``url`` column/key, a malformed row, or bytes that
+            are not a manifest of the kind its suffix says.
+        SourceNotFoundError, SourceAccessError, SourceError: the manifest
+            could not be read.
     """
+    path = os.fspath(path)
+    redacted = redact_url(path)
+    records = _iter_manifest(path, redacted, storage_options)
+    while True:
+        error: Exception | None = None
+        try:
+            record = next(records)
+        except StopIteration:
+            return
+        except VideoLoaderError:
+            raise  # ours: messages already redacted
+        except Exception as e:  # noqa: BLE001 - every library error becomes ours, with the URL redacted
+            error = _manifest_read_error(e, redacted)
+        if error is not None:
+            records.close()
+            raise error  # outside the except block: the raw error is not kept on __context__
+        yield record
+
+
+def _manifest_read_error(e: Exception, redacted: str) -> VideoLoaderError:
+    """Our error for a failure reading a manifest (the library's message redacted)."""
+    text = f"{type(e).__name__}: {redact_text(str(e))}"
+    if isinstance(e, (FileNotFoundError, IsADirectoryError, NotADirectoryError)):
+        return SourceNotFoundError(f"{redacted}: the manifest could not be opened: no such file ({text})")
+    if isinstance(e, PermissionError):
+        return SourceAccessError(f"{redacted}: the manifest could not be opened: access denied ({text})")
+    if isinstance(e, (UnicodeDecodeError, csv.Error, json.JSONDecodeError)) or type(e).__module__.startswith("pyarrow"):
+        return ManifestError(f"{redacted}: not a readable manifest ({text})")
+    if isinstance(e, (OSError, TimeoutError, ConnectionError)) or "aiohttp" in type(e).__module__:
+        return SourceError(f"{redacted}: the manifest could not be read ({text})")
+    return ManifestError(f"{redacted}: the manifest could not be read ({text})")
+
+
+def _iter_manifest(path: str, redacted: str, storage_options: dict | None) -> Iterator[VideoRecord]:
     import fsspec
 
-    path = os.fspath(path)
     lower = path.split("?", 1)[0].lower()
-    with fsspec.open(path, "rb", **(storage_options or {})) as f:
+    if not lower.endswith(MANIFEST_SUFFIXES):
+        raise ManifestError(f"{redacted}: unknown manifest type; use one of {MANIFEST_SUFFIXES}")
+    with fsspec.open(path, "rb", **fsspec_options(storage_options)) as f:
         if lower.endswith((".parquet", ".pq")):
-            yield from _iter_parquet(f, path)
+            yield from _iter_parquet(f, redacted)
             return
         text = io.TextIOWrapper(f, encoding="utf-8", newline="")
         if lower.endswith(".csv"):
             reader = csv.DictReader(text)
             if not reader.fieldnames or "url" not in reader.fieldnames:
-                raise ManifestError(f"{path}: a CSV manifest needs a header row with a 'url' column, got {reader.fieldnames}")
+                raise ManifestError(
+                    f"{redacted}: a CSV manifest needs a header row with a 'url' column, got {reader.fieldnames}"
+                )
             for n, row in enumerate(reader):
                 if "label" in row:
                     row["label"] = _csv_label(row["label"] or "")
-                yield to_record(row, n)
-        elif lower.endswith((".jsonl", ".ndjson")):
+                yield to_record(row, n, source=redacted)
+        else:
             for n, line in enumerate(text):
                 if not line.strip():
                     continue
+                obj, bad = None, None
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise ManifestError(f"{path}: line {n + 1} is not JSON: {e}") from e
-                yield to_record(obj if isinstance(obj, dict) else {"url": obj}, n)
-        else:
-            raise ManifestError(f"{path}: unknown manifest type; use one of {MANIFEST_SUFFIXES}")
+                    bad = f"{e.msg} at column {e.colno}"  # not str(e): never quote the line
+                if bad is not None:
+                    raise ManifestError(f"{redacted}: line {n + 1} is not JSON: {bad}")
+                yield to_record(obj if isinstance(obj, dict) else {"url": obj}, n, source=redacted)
 
 
-def _iter_parquet(f: Any, path: str) -> Iterator[VideoRecord]:
+def _iter_parquet(f: Any, redacted: str) -> Iterator[VideoRecord]:
     try:
         import pyarrow.parquet as pq
-    except ImportError as e:
-        raise ManifestError(f"{path}: reading Parquet manifests needs pyarrow: pip install pyarrow") from e
+    except ImportError:
+        pq = None
+    if pq is None:
+        raise ManifestError(f"{redacted}: reading Parquet manifests needs pyarrow: pip install pyarrow")
     pf = pq.ParquetFile(f)
     names = pf.schema_arrow.names
     if "url" not in names:
-        raise ManifestError(f"{path}: a Parquet manifest needs a 'url' column, got {names}")
+        raise ManifestError(f"{redacted}: a Parquet manifest needs a 'url' column, got {names}")
     wanted = [c for c in ("url", "label", *_START_KEYS, *_END_KEYS) if c in names]
     n = 0
     for batch in pf.iter_batches(columns=wanted):
         for row in batch.to_pylist():
-            yield to_record(row, n)
+            yield to_record(row, n, source=redacted)
             n += 1
 
 
