@@ -18,6 +18,7 @@ PUBLIC = [
     "DecodeError",
     "FrameBatch",
     "MP4ParseError",
+    "MissingDependencyError",
     "NotAVideoError",
     "RandomClip",
     "RandomFrames",

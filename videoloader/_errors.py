@@ -23,6 +23,7 @@ for a broken container and ``except FileNotFoundError`` for a 404::
     ├── DecodeError(RuntimeError)                the decoder failed
     │   └── CorruptVideoError                         a packet could not be decoded
     ├── BackendUnavailableError(RuntimeError)    a decoder backend cannot run here
+    ├── MissingDependencyError(ImportError)      an optional dependency is not installed
     ├── ManifestError(ValueError)                a source list or manifest row is malformed
     ├── SamplingError(ValueError)                a sampler cannot choose frames from a video
     ├── SampleError(RuntimeError)                a dataset item failed with an error of no re-raisable type
@@ -42,6 +43,7 @@ __all__ = [
     "DecodeError",
     "MP4ParseError",
     "ManifestError",
+    "MissingDependencyError",
     "NotAVideoError",
     "RangeRequestError",
     "SampleError",
@@ -148,3 +150,7 @@ class SampleError(VideoLoaderError, RuntimeError):
 
 class WeightsUnavailableError(VideoLoaderError, RuntimeError):
     """Pretrained weights could not be loaded (no network, missing file); the message says how to proceed."""
+
+
+class MissingDependencyError(VideoLoaderError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
