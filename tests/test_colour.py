@@ -204,3 +204,11 @@ def test_cuda_matches_cpu():
     gpu = nv12_to_rgb(surf.cuda(), matrix="bt709", size=(32, 48))
     assert gpu.is_cuda
     assert (gpu.cpu().int() - cpu.int()).abs().max() <= 1
+
+
+def test_every_codec_matrix_has_a_conversion():
+    """The matrix names the codec colour descriptions give are the ones this module converts with."""
+    from videoloader.codecs import ColourInfo, matrix_name
+
+    assert {matrix_name(code) for code in range(256)} <= set(MATRICES)
+    assert ColourInfo().matrix == "bt601" and ColourInfo(matrix_coefficients=9).matrix == "bt2020"

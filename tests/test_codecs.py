@@ -1,6 +1,7 @@
-"""AVCC/HVCC -> Annex-B (and AV1 sequence header insertion) checked bit-exactly.
+"""videoloader.codecs: Annex-B conversion, non-reference pictures, colour descriptions.
 
-The stream we build is fed to FFmpeg's software decoder with NO extradata, the
+AVCC/HVCC -> Annex-B (and AV1 sequence header insertion) is checked
+bit-exactly: the stream we build is fed to FFmpeg's software decoder with NO extradata, the
 way NVDEC receives it; every decoded frame must equal (ndarray equality) the
 frame of a plain ``av.open(...).decode()`` of the MP4.
 """
@@ -11,15 +12,21 @@ import io
 import struct
 
 import av
+from av.video.frame import PictureType
 import numpy as np
 import pytest
 
+import media
 from _hw_media import decoder_name, demux, encode, planes, reference_frames
 from videoloader._errors import CorruptVideoError, UnsupportedFormatError
-from videoloader.decoders._annexb import (
+from videoloader.codecs import (
+    CODECS,
     START_CODE,
-    AnnexBConverter,
     ColourInfo,
+    get_codec,
+    h264_is_disposable,
+    hevc_is_disposable,
+    hvcc_num_temporal_layers,
     iter_annexb_nal_units,
     iter_length_prefixed,
     iter_obus,
@@ -27,6 +34,7 @@ from videoloader.decoders._annexb import (
     parse_avcc,
     parse_hvcc,
     stream_colour_info,
+    stream_converter,
 )
 
 
@@ -45,7 +53,7 @@ def _decode_converted(codec, samples, conv, *, start=0, stop=None):
 
 def _assert_same(got, want):
     assert [p for p, _ in got] == [p for p, _ in want]
-    for (pts, a), (_, b) in zip(got, want):
+    for (pts, a), (_, b) in zip(got, want, strict=True):
         assert a.shape == b.shape and np.array_equal(a, b), f"frame pts={pts} differs"
 
 
@@ -65,7 +73,7 @@ def test_whole_stream_bit_exact_without_extradata(name, request):
     d = demux(data)
     assert d.extradata and d.extradata[0] == 1  # avcC / hvcC record, not Annex-B
     assert any(s.pts != s.dts for s in d.samples)  # B-frames reorder
-    conv = AnnexBConverter(d.codec, d.extradata)
+    conv = stream_converter(d.codec, d.extradata)
     _assert_same(_decode_converted(d.codec, d.samples, conv), reference_frames(data))
 
 
@@ -76,7 +84,7 @@ def test_each_gop_decodes_alone(name, request):
     data = request.getfixturevalue(name)
     d = demux(data)
     ref = dict(reference_frames(data))
-    conv = AnnexBConverter(d.codec, d.extradata)
+    conv = stream_converter(d.codec, d.extradata)
     keys = [i for i, s in enumerate(d.samples) if s.is_sync]
     assert len(keys) >= 3
     for k, start in enumerate(keys[1:], 1):
@@ -96,19 +104,19 @@ def test_raw_elementary_stream_file(codec, tmp_path, request):
     """The concatenated output is a valid raw .h264/.hevc file for FFmpeg's raw demuxer."""
     data = request.getfixturevalue(f"{codec}_bframes")
     d = demux(data)
-    conv = AnnexBConverter(codec, d.extradata)
+    conv = stream_converter(codec, d.extradata)
     raw = tmp_path / f"stream.{codec}"
     raw.write_bytes(b"".join(conv.convert(s.data, is_sync=s.is_sync) for s in d.samples))
     with av.open(str(raw), format=codec) as c:
         got = [planes(f) for f in c.decode(video=0)]
     want = [a for _, a in reference_frames(data)]
     assert len(got) == len(want)
-    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
 
 
 def test_parameter_sets_go_before_every_keyframe(h264_bframes):
     d = demux(h264_bframes)
-    conv = AnnexBConverter("h264", d.extradata)
+    conv = stream_converter("h264", d.extradata)
     ps = conv.parameter_sets
     assert ps is not None and ps.nal_length_size == 4
     assert [n[0] & 0x1F for n in ps.nal_units] == [7, 8]
@@ -166,7 +174,7 @@ def test_several_parameter_sets_in_one_track(codec):
     d = demux(data)
     ref = reference_frames(data)
     assert len({a.size for _, a in ref}) == 2  # two frame sizes really decoded
-    conv = AnnexBConverter(codec, d.extradata)
+    conv = stream_converter(codec, d.extradata)
     _assert_same(_decode_converted(codec, d.samples, conv), ref)
     # Starting at a keyframe of the second part also works (its in-band headers).
     second_key = [i for i, s in enumerate(d.samples) if s.is_sync][-1]
@@ -183,7 +191,7 @@ def test_avcc_with_two_sps_and_two_pps_inserts_all_in_order():
     ps = parse_avcc(avcc)
     assert ps.nal_units == (sps0, sps1, pps0, pps1) and ps.sps == (sps0, sps1) and ps.nal_length_size == 4
     idr = b"\x65\x88\x84\x00"
-    out = AnnexBConverter("h264", avcc).convert(struct.pack(">I", len(idr)) + idr, is_sync=True)
+    out = stream_converter("h264", avcc).convert(struct.pack(">I", len(idr)) + idr, is_sync=True)
     assert out == b"".join(START_CODE + x for x in (sps0, sps1, pps0, pps1, idr))
 
 
@@ -213,7 +221,7 @@ def test_annexb_input_passes_through():
     """MPEG-TS style input (already Annex-B, no record) is not re-wrapped."""
     data = encode("h264", num_frames=12, fmt="mpegts")
     d = demux(data)
-    conv = AnnexBConverter("h264", d.extradata)
+    conv = stream_converter("h264", d.extradata)
     assert conv.parameter_sets is None
     for s in d.samples:
         assert conv.convert(s.data, is_sync=s.is_sync).endswith(s.data)
@@ -227,7 +235,7 @@ def av1_clip():
 def test_av1_sequence_header_inserted_and_bit_exact(av1_clip):
     d = demux(av1_clip)
     assert d.extradata and d.extradata[0] == 0x81  # av1C
-    conv = AnnexBConverter("av1", d.extradata, temporal_delimiters=True)
+    conv = stream_converter("av1", d.extradata, temporal_delimiters=True)
     for s in d.samples:
         out = conv.convert(s.data, is_sync=s.is_sync)
         types = [t for t, _ in iter_obus(out)]
@@ -249,7 +257,7 @@ def test_av1_sequence_header_inserted_and_bit_exact(av1_clip):
 def test_vp9_passes_through_unchanged():
     data = encode("vp9", width=64, height=48, num_frames=12, gop=6)
     d = demux(data)
-    conv = AnnexBConverter("vp9", d.extradata)
+    conv = stream_converter("vp9", d.extradata)
     for s in d.samples:
         assert conv.convert(s.data, is_sync=s.is_sync) == s.data
     _assert_same(_decode_converted("vp9", d.samples, conv), reference_frames(data))
@@ -296,3 +304,95 @@ def test_colour_description_matches_ffmpeg(codec, pix_fmt, colorspace, color_ran
 def test_colour_info_defaults_when_unparsable():
     assert stream_colour_info("h264", b"\x01garbage") == ColourInfo()
     assert ColourInfo().matrix == "bt601" and ColourInfo(matrix_coefficients=1).matrix == "bt709"
+
+
+# ------------------------------------------------------------------ the codec contract
+
+
+def _pict_types(path) -> dict[int, str]:
+    with av.open(str(path)) as c:
+        return {int(f.pts): PictureType(f.pict_type).name for f in c.decode(video=0)}
+
+
+def test_h264_non_reference_test_on_real_bframes(tmp_path):
+    """x264 with B-frames and b-pyramid off: every B-frame is a non-reference
+    picture (nal_ref_idc == 0) and nothing else is, keyframes least of all."""
+    path = media.make_video(tmp_path / "b.mp4", codec="h264", num_frames=30, gop=15, bframes=2,
+                            options={"x264-params": "b-pyramid=none"})
+    d = demux(path.read_bytes())
+    types = _pict_types(path)
+    assert d.extradata and d.extradata[0] == 1
+    is_non_reference = get_codec("h264").non_reference_test(d.extradata)
+    assert is_non_reference is not None
+    disposable = [is_non_reference(s.data) for s in d.samples]
+    b_frames = [types[s.pts] == "B" for s in d.samples]
+    assert any(b_frames) and disposable == b_frames
+    keys = [s for s in d.samples if s.is_sync]
+    assert keys and not any(is_non_reference(memoryview(s.data)) for s in keys)
+    # The same answer as the helpers the predicate wraps.
+    nal_length_size = parse_avcc(d.extradata).nal_length_size
+    assert disposable == [h264_is_disposable(s.data, nal_length_size) for s in d.samples]
+
+
+def test_hevc_non_reference_test_needs_one_temporal_layer(request):
+    d = demux(request.getfixturevalue("hevc_bframes"))
+    hevc = get_codec("hevc")
+    assert hvcc_num_temporal_layers(d.extradata) == 1
+    is_non_reference = hevc.non_reference_test(d.extradata)
+    assert is_non_reference is not None
+    disposable = [is_non_reference(s.data) for s in d.samples]
+    assert disposable == [hevc_is_disposable(s.data, 4) for s in d.samples]
+    assert not any(k for k, s in zip(disposable, d.samples, strict=True) if s.is_sync)
+    # Several temporal sub-layers: a _N picture may be referenced, so no test.
+    layered = bytearray(d.extradata)
+    layered[21] = (layered[21] & ~0x38) | (2 << 3)
+    assert hevc.non_reference_test(bytes(layered)) is None
+
+
+def test_codecs_without_a_safe_non_reference_test(av1_clip):
+    assert get_codec("mpeg4") is None and get_codec("vp8") is None
+    assert sorted(CODECS) == ["av1", "h264", "hevc", "vp9"]
+    assert all(get_codec(name).name == name for name in CODECS)
+    assert get_codec("av1").non_reference_test(demux(av1_clip).extradata) is None
+    assert get_codec("vp9").non_reference_test(None) is None
+    for name in ("h264", "hevc"):
+        assert get_codec(name).non_reference_test(None) is None
+        assert get_codec(name).non_reference_test(START_CODE + b"\x67\x64") is None  # Annex-B extradata
+
+
+def test_parse_config_per_codec(h264_bframes, hevc_bframes, av1_clip):
+    assert get_codec("h264").parse_config(demux(h264_bframes).extradata) == parse_avcc(demux(h264_bframes).extradata)
+    assert get_codec("hevc").parse_config(demux(hevc_bframes).extradata) == parse_hvcc(demux(hevc_bframes).extradata)
+    av1 = get_codec("av1").parse_config(demux(av1_clip).extradata)
+    assert av1.sequence_header and (av1.sequence_header[0] >> 3) & 0x0F == 1
+    # vpcC version 1: profile 0, level 3.1, 10-bit 4:2:0, full range, BT.709.
+    vpcc = bytes([1, 0, 0, 0, 0, 31, (10 << 4) | (1 << 1) | 1, 1, 1, 1, 0, 0])
+    vp9 = get_codec("vp9").parse_config(vpcc)
+    assert (vp9.profile, vp9.level) == (0, 31)
+    assert vp9.colour == ColourInfo(matrix_coefficients=1, full_range=True, bit_depth=10, colour_primaries=1,
+                                    transfer_characteristics=1)
+    with pytest.raises(UnsupportedFormatError):
+        get_codec("vp9").parse_config(b"\x00" + vpcc[1:])
+    with pytest.raises(CorruptVideoError):
+        get_codec("vp9").parse_config(vpcc[:8])
+
+
+def test_unknown_codecs_pass_through():
+    assert stream_converter("mpeg4", b"\x00\x00\x01\xb0").convert(b"abc", is_sync=True) == b"abc"
+    assert stream_colour_info("mpeg4", None, b"abc") == ColourInfo()
+
+
+def test_codecs_package_needs_neither_pyav_nor_torch():
+    """NVDEC and the index path use it without PyAV; importing it loads neither."""
+    import pathlib
+    import subprocess
+    import sys
+
+    import videoloader.codecs
+
+    for path in pathlib.Path(videoloader.codecs.__file__).parent.glob("*.py"):
+        src = path.read_text()
+        assert "import av" not in src and "import torch" not in src and "from av" not in src, path
+    code = "import sys, videoloader.codecs; print(sorted(m for m in ('av', 'torch') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,48 @@
+"""Codec name -> codec module, and the per-name helpers the decoders call."""
+
+from __future__ import annotations
+
+from ._av1 import AV1
+from ._base import Codec, PassThrough, StreamConverter
+from ._colour_info import ColourInfo
+from ._h264 import H264
+from ._hevc import HEVC
+from ._vp9 import VP9
+
+__all__ = ["CODECS", "get_codec", "stream_colour_info", "stream_converter"]
+
+CODECS: dict[str, Codec[object]] = {codec.name: codec for codec in (H264, HEVC, AV1, VP9)}
+"""Every codec with bitstream knowledge, by FFmpeg decoder family name."""
+
+
+def get_codec(name: str) -> Codec[object] | None:
+    """The codec module for an FFmpeg codec name, or None for codecs we have
+    no bitstream knowledge of (``"mpeg4"``, ``"vp8"``...): callers then treat
+    every sample as needed and pass samples through unchanged."""
+    return CODECS.get(name)
+
+
+def stream_converter(codec: str, extradata: bytes | None, *, temporal_delimiters: bool = False) -> StreamConverter:
+    """The converter from container samples to a bare parser's stream for a codec name.
+
+    Annex-B for H.264/HEVC, in-band sequence headers for AV1, pass-through otherwise.
+
+    Raises:
+        UnsupportedFormatError: H.264/HEVC extradata that is neither Annex-B nor a version-1 record.
+        CorruptVideoError: a truncated configuration record.
+    """
+    found = get_codec(codec)
+    if found is None:
+        return PassThrough()
+    return found.stream_converter(extradata, temporal_delimiters=temporal_delimiters)
+
+
+def stream_colour_info(codec: str, extradata: bytes | None, sample: bytes | memoryview | None = None) -> ColourInfo:
+    """Best colour description of a stream from its configuration and, where it
+    lives there (VP9, in-band SPS), its first sync sample.
+
+    Unknown codecs and unknown or unparsable descriptions give the FFmpeg
+    default (BT.601, limited range), which is what the CPU path then uses too.
+    """
+    found = get_codec(codec)
+    return found.colour_info(extradata, sample) if found is not None else ColourInfo()
