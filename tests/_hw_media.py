@@ -1,7 +1,8 @@
 """Small videos for the hardware-decoder tests (annexb, colour, backends).
 
-Self-contained on purpose (STYLE.md rule 11): these tests depend on neither the
-mp4 parser nor the shared corpus, only on PyAV encoding and demuxing.
+Self-contained on purpose: these helpers depend on neither the mp4 parser nor
+the shared corpus, only on PyAV encoding and demuxing, so a parser bug cannot
+hide a decoder bug (the backend conformance suite adds the index on top).
 """
 
 from __future__ import annotations

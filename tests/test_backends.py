@@ -1,5 +1,7 @@
-"""Backend registry, ``auto`` selection, platform info, and the NVDEC backend's
-logic run against a fake PyNvVideoCodec (PyAV underneath, CPU tensors).
+"""Backend registry, ``auto`` selection, platform info, the conformance suite
+for every backend (CPU, NVDEC and VideoToolbox on fakes, and on real hardware
+where there is some), and NVDEC-specific logic on a fake PyNvVideoCodec (PyAV
+underneath, CPU tensors).
 
 Real-hardware tests are marked ``needs_nvdec`` / ``needs_macos`` and skip here.
 """
@@ -7,7 +9,12 @@ Real-hardware tests are marked ``needs_nvdec`` / ``needs_macos`` and skip here.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
+import itertools
 import json
+import logging
+import pickle
+import subprocess
 import sys
 from fractions import Fraction
 from types import SimpleNamespace
@@ -16,18 +23,24 @@ import av
 import numpy as np
 import pytest
 import torch
-
 from _hw_media import decoder_name, demux, encode
+from backend_conformance import BackendConformance
+
+import videoloader
+import videoloader.decoders
 from videoloader._errors import BackendUnavailableError, VideoLoaderError
-from videoloader.decoders import _nvdec, _registry
+from videoloader.decoders import BackendSpec, _nvdec, _registry, _videotoolbox
 from videoloader.decoders._base import OutputSpec, Packet, StreamConfig
 from videoloader.decoders._platform import platform_info
 from videoloader.decoders._pyav import PyAVDecoder
 from videoloader.decoders._registry import (
-    BACKENDS,
     backend_availability,
+    backend_names,
     get_backend_class,
+    get_spec,
+    register_backend,
     resolve_backend,
+    select_backend,
 )
 
 ALL_UP = {"cpu": (True, "PyAV"), "nvdec": (True, "H100"), "videotoolbox": (True, "VT")}
@@ -40,9 +53,10 @@ def fake_probes(monkeypatch):
     """Install fake availability for the whole registry (cached path included)."""
 
     def install(avail, vt_codecs=("h264", "hevc")):
-        monkeypatch.setattr(_registry, "probe_backend", lambda name: avail[name])
+        real = _registry.probe_backend
+        monkeypatch.setattr(_registry, "probe_backend", lambda name: avail[name] if name in avail else real(name))
         monkeypatch.setattr(
-            _registry, "_videotoolbox_codec_works",
+            _videotoolbox, "probe_codec",
             lambda codec: (codec in vt_codecs, "" if codec in vt_codecs else f"VT cannot decode {codec} on this Mac"),
         )
         backend_availability(refresh=True)
@@ -84,6 +98,16 @@ def test_explicit_unavailable_backend_says_why_and_fix(fake_probes):
         resolve_backend("videotoolbox", "h264")
 
 
+def test_cpu_decodes_whatever_ffmpeg_decodes(fake_probes):
+    fake_probes(ALL_UP)
+    # The demux path hands the CPU backend codecs no index path knows.
+    for codec in ("mpeg1video", "theora", "mpeg4", "av1"):
+        assert resolve_backend("cpu", codec) == "cpu"
+    assert resolve_backend("auto", "mpeg1video") == "cpu"
+    with pytest.raises(BackendUnavailableError, match="no 'no_such_codec' decoder"):
+        resolve_backend("cpu", "no_such_codec")
+
+
 def test_explicit_backend_that_cannot_do_the_codec(fake_probes):
     fake_probes(MAC)
     with pytest.raises(BackendUnavailableError, match="cannot decode 'vp9'"):
@@ -97,6 +121,125 @@ def test_unknown_backend_name():
         resolve_backend("nvenc", "h264", availability=ALL_UP)
     with pytest.raises(ValueError, match="unknown decoder backend"):
         get_backend_class("nvenc")
+
+
+def test_select_backend_returns_a_picklable_spec(fake_probes):
+    fake_probes(MAC)
+    config = StreamConfig("hevc", None, 64, 48, 30)
+    spec = select_backend("auto", config)
+    assert isinstance(spec, BackendSpec) and spec.name == "videotoolbox"
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    assert select_backend("cpu", config).name == "cpu"
+    with pytest.raises(BackendUnavailableError, match="cannot decode 'vp9'"):
+        select_backend("videotoolbox", StreamConfig("vp9", None, 64, 48, 30))
+    with pytest.raises(BackendUnavailableError, match="no CUDA GPU"):
+        select_backend("nvdec", config)
+    with pytest.raises(ValueError, match="unknown decoder backend 'nvenc'"):
+        select_backend("nvenc", config)
+
+
+def test_auto_says_why_it_fell_back_to_the_cpu(fake_probes, caplog):
+    fake_probes(CPU_ONLY)
+    with caplog.at_level(logging.INFO, logger="videoloader.decoders"):
+        assert select_backend("auto", StreamConfig("h264", None, 64, 48, 30)).name == "cpu"
+        assert select_backend("auto", StreamConfig("h264", None, 64, 48, 30)).name == "cpu"
+    logged = [r.getMessage() for r in caplog.records if r.name == "videoloader.decoders"]
+    assert len(logged) == 1, logged  # once per process, not per reader
+    assert "with cpu" in logged[0] and "nvdec (no CUDA GPU)" in logged[0] and "videotoolbox (not macOS)" in logged[0]
+
+
+def test_specs_create_backends_with_their_defaults(fake_nvc):
+    config = StreamConfig("h264", None, 64, 48, 30)
+    cpu = get_spec("cpu").create(config, OutputSpec(height=24), num_threads=3)
+    assert type(cpu) is PyAVDecoder and cpu._thread_count == 3 and cpu.output == OutputSpec(height=24)
+    assert cpu.pixel_format() is None
+    nv = get_spec("nvdec").create(config, OutputSpec(height=24), num_threads=3)
+    assert isinstance(nv, _nvdec.NvdecDecoder) and nv.output == OutputSpec(height=24, device="cuda")
+    nv.close()
+    nv = get_spec("nvdec").create(config, OutputSpec(device="cuda:0"))
+    assert nv.output.device == "cuda:0"
+    nv.close()
+
+
+@pytest.fixture
+def registry_snapshot():
+    """Restore the registry after a test registers backends."""
+    saved = dict(_registry._REGISTRY)
+    yield
+    _registry._REGISTRY.clear()
+    _registry._REGISTRY.update(saved)
+    backend_availability(refresh=True)
+
+
+class ThirdPartyDecoder(PyAVDecoder):
+    """What a third-party backend looks like: a DecoderBackend subclass in its own module."""
+
+    name = "thirdparty"
+
+
+def thirdparty_probe() -> tuple[bool, str]:
+    return True, "always here"
+
+
+THIRDPARTY = BackendSpec(
+    name="thirdparty",
+    factory=f"{__name__}:ThirdPartyDecoder",
+    probe=f"{__name__}:thirdparty_probe",
+    codecs=frozenset({"h264"}),
+    install_hint="pip install thirdparty",
+    priority=50,
+)
+
+
+def test_register_backend(registry_snapshot, fake_probes):
+    fake_probes(CPU_ONLY)
+    assert videoloader.register_backend is register_backend
+    register_backend(THIRDPARTY)
+    assert "thirdparty" in backend_names() and backend_availability()["thirdparty"] == (True, "always here")
+    h264, vp9 = StreamConfig("h264", None, 64, 48, 30), StreamConfig("vp9", None, 64, 48, 30)
+    assert select_backend("auto", h264) is THIRDPARTY  # highest priority that decodes h264
+    assert select_backend("auto", vp9).name == "cpu"
+    assert isinstance(THIRDPARTY.create(h264, OutputSpec()), ThirdPartyDecoder)
+    with pytest.raises(ValueError, match="already registered"):
+        register_backend(THIRDPARTY)
+    lower = BackendSpec("thirdparty", THIRDPARTY.factory, frozenset({"h264"}), "x", priority=-1)
+    register_backend(lower, replace=True)
+    assert select_backend("auto", h264).name == "cpu"
+    assert backend_availability()["thirdparty"] == (True, f"{THIRDPARTY.factory} imports")  # no probe: imports
+    with pytest.raises(TypeError):
+        register_backend("thirdparty")  # type: ignore[arg-type]
+
+
+def test_backend_spec_validation_and_broken_backends(registry_snapshot):
+    with pytest.raises(ValueError, match="auto"):
+        BackendSpec("auto", "m:C", frozenset(), "")
+    with pytest.raises(ValueError, match="factory"):
+        BackendSpec("x", "no_colon", frozenset(), "")
+    assert BackendSpec("x", "m:C", {"h264"}, "").codecs == frozenset({"h264"})  # type: ignore[arg-type]
+    missing = BackendSpec("missing", "no_such_module_xyz:Dec", frozenset({"h264"}), "pip install xyz", priority=99)
+    register_backend(missing)
+    ok, why = backend_availability()["missing"]
+    assert not ok and "no_such_module_xyz" in why
+    assert resolve_backend("auto", "h264") != "missing"
+    with pytest.raises(BackendUnavailableError, match="pip install xyz"):
+        resolve_backend("missing", "h264")
+    with pytest.raises(BackendUnavailableError, match="pip install xyz"):
+        get_backend_class("missing")
+    not_a_backend = BackendSpec("bad", "json:dumps", frozenset({"h264"}), "")
+    register_backend(not_a_backend)
+    with pytest.raises(TypeError, match="not a DecoderBackend subclass"):
+        not_a_backend.backend_class()
+    assert backend_availability()["bad"][0] is False
+
+
+def test_importing_the_registry_imports_no_decoder_library():
+    code = (
+        "import sys, videoloader.decoders as d; d.backend_names(); "
+        "print(sorted(m for m in ('torch', 'av', 'PyNvVideoCodec', 'videoloader.decoders._pyav', "
+        "'videoloader.decoders._nvdec', 'videoloader.decoders._videotoolbox') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_no_backend_at_all(fake_probes):
@@ -116,7 +259,7 @@ def test_availability_is_probed_once(monkeypatch):
     backend_availability(refresh=True)
     for _ in range(3):
         assert backend_availability() == CPU_ONLY
-    assert sorted(calls) == sorted(BACKENDS)
+    assert sorted(calls) == sorted(backend_names())
     backend_availability(refresh=True)
 
 
@@ -136,13 +279,16 @@ def test_backend_classes_import_lazily():
     assert nv.name == "nvdec" and nv.__name__ == "NvdecDecoder"
     vt = get_backend_class("videotoolbox")
     assert vt.name == "videotoolbox" and issubclass(vt, PyAVDecoder)
-    for name, spec in BACKENDS.items():
-        assert spec.name == name and ":" in spec.target and spec.install_hint
+    for name in backend_names():
+        spec = get_spec(name)
+        assert spec.name == name == spec.backend_class().name and spec.install_hint
+        assert spec.codecs or spec.codec_probe  # an empty list needs a probe to decide
+        assert ":" in spec.factory and ":" in spec.probe
 
 
 def test_modules_do_not_import_hardware_libraries():
     assert "PyNvVideoCodec" not in sys.modules or sys.modules["PyNvVideoCodec"] is not None
-    import videoloader.decoders._annexb as annexb
+    import videoloader.codecs._nal as annexb
 
     src = open(annexb.__file__).read()
     assert "import av" not in src and "import torch" not in src
@@ -171,11 +317,11 @@ def test_platform_info_keys():
                 "pyav_version", "ffmpeg_versions", "backends", "default_backend"):
         assert key in info
     assert info["platform"] in ("cuda", "mac", "cpu")
-    assert set(info["backends"]) == set(BACKENDS)
+    assert set(info["backends"]) == set(backend_names())
     assert info["ffmpeg_versions"]["libavcodec"].count(".") == 2
     assert info["pyav_version"] == av.__version__
     json.dumps(info)  # serialisable for benchmark JSON
-    assert _registry.platform_info().keys() == info.keys()
+    assert videoloader.decoders.platform_info is platform_info
 
 
 # ----------------------------------------------------- NVDEC logic on a fake PyNvVideoCodec
@@ -229,12 +375,12 @@ class _FakeDecoder:
             if f.format.name == "yuv420p10le":
                 g = f.reformat(format="p010le")
                 planes = [np.frombuffer(bytes(pl), np.uint16).reshape(-1, pl.line_size // 2)[:rows, :w]
-                          for pl, rows in zip(g.planes, (h, (h + 1) // 2))]
+                          for pl, rows in zip(g.planes, (h, (h + 1) // 2), strict=True)]
                 surf, fmt = np.concatenate(planes).view(np.int16), "P016"
             else:
                 g = f.reformat(format="nv12")
                 planes = [np.frombuffer(bytes(pl), np.uint8).reshape(-1, pl.line_size)[:rows, :w]
-                          for pl, rows in zip(g.planes, (h, (h + 1) // 2))]
+                          for pl, rows in zip(g.planes, (h, (h + 1) // 2), strict=True)]
                 surf, fmt = np.concatenate(planes), "NV12"
             # The real decoder reuses its buffers: hand out a view of a buffer we overwrite later.
             self.surfaces.append(surf)
@@ -278,6 +424,84 @@ def fake_nvc(monkeypatch):
     _nvdec.clear_decoder_pool()
 
 
+# ------------------------------------------------------------------ conformance suite
+
+
+class TestCpuBackend(BackendConformance):
+    codecs = ("h264", "hevc", "av1", "vp9")
+
+    def make_backend(self, config, output):
+        return get_spec("cpu").create(config, output, num_threads=2)
+
+
+class TestFakeNvdecBackend(BackendConformance):
+    """NVDEC's logic (Annex-B, pts mapping, surfaces, its colour conversion) on the fake library."""
+
+    codecs = ("h264", "hevc", "av1", "vp9")
+    max_mean_diff = 1.5
+    max_abs_diff = 3
+
+    @pytest.fixture(autouse=True)
+    def _fake(self, fake_nvc):
+        yield
+
+    def make_backend(self, config, output):
+        return get_spec("nvdec").create(config, output)
+
+
+@pytest.fixture
+def fake_videotoolbox(monkeypatch):
+    """VideoToolbox's logic on FFmpeg's software decoder: "macOS", no hwaccel, "accelerated"."""
+    monkeypatch.setattr(_videotoolbox, "_on_macos", lambda: True)
+    monkeypatch.setattr(_videotoolbox, "_hwaccel", lambda: None)
+    monkeypatch.setattr(_videotoolbox, "_is_accelerated", lambda ctx: ctx is not None)
+
+
+class TestFakeVideoToolboxBackend(BackendConformance):
+    codecs = ("h264", "hevc")
+
+    @pytest.fixture(autouse=True)
+    def _fake(self, fake_videotoolbox):
+        yield
+
+    def make_backend(self, config, output):
+        return get_spec("videotoolbox").create(config, output, num_threads=4)
+
+
+def test_fake_videotoolbox_refuses_a_software_decode(fake_videotoolbox, monkeypatch):
+    monkeypatch.setattr(_videotoolbox, "_is_accelerated", lambda ctx: False)
+    config, packets = _stream(encode("h264", width=64, height=48, num_frames=4, gop=4))
+    vt = get_spec("videotoolbox").create(config, OutputSpec(), num_threads=4)
+    assert vt._thread_count == 1  # the media engine decodes; threads are not ours to set
+    with pytest.raises(BackendUnavailableError, match="fell back to software"):
+        vt.decode_group(packets, [packets[0].pts])
+    vt.close()
+
+
+@pytest.mark.needs_nvdec
+class TestRealNvdecBackend(BackendConformance):
+    codecs = ("h264", "hevc", "av1", "vp9")
+    expected_device = "cuda"
+    max_mean_diff = 2.0
+    max_abs_diff = 24
+
+    def make_backend(self, config, output):
+        return get_spec("nvdec").create(config, output)
+
+
+@pytest.mark.needs_macos
+class TestRealVideoToolboxBackend(BackendConformance):
+    codecs = ("h264", "hevc")
+    max_mean_diff = 1.0
+    max_abs_diff = 8
+
+    def make_backend(self, config, output):
+        return get_spec("videotoolbox").create(config, output)
+
+
+# ------------------------------------------------------------------- NVDEC specifics
+
+
 def _stream(data):
     d = demux(data)
     timescale = Fraction(1) / d.time_base
@@ -289,7 +513,7 @@ def _stream(data):
 
 def _groups(packets):
     keys = [i for i, p in enumerate(packets) if p.is_sync] + [len(packets)]
-    return [packets[a:b] for a, b in zip(keys, keys[1:])]
+    return [packets[a:b] for a, b in itertools.pairwise(keys)]
 
 
 @pytest.mark.parametrize(
@@ -306,7 +530,7 @@ def test_nvdec_logic_matches_cpu_backend(fake_nvc, codec, kw):
     data = encode(codec, width=64, height=48, num_frames=30, gop=10, **kw)
     config, packets = _stream(data)
     if kw.get("pix_fmt") == "yuv420p10le":
-        config = StreamConfig(config.codec, config.extradata, config.width, config.height, config.timescale, bit_depth=10)
+        config = dataclasses.replace(config, bit_depth=10)
     nv = _nvdec.NvdecDecoder(config, output=OutputSpec(device="cuda"))
     cpu = PyAVDecoder(config)
     # Random access: the last two frames of each group, groups in a shuffled order.
@@ -401,7 +625,7 @@ def test_real_nvdec_matches_cpu(codec, kw):
     data = encode(codec, width=160, height=96, num_frames=30, gop=10, **kw)
     config, packets = _stream(data)
     if kw.get("pix_fmt") == "yuv420p10le":
-        config = StreamConfig(config.codec, config.extradata, config.width, config.height, config.timescale, bit_depth=10)
+        config = dataclasses.replace(config, bit_depth=10)
     nv = get_backend_class("nvdec")(config, output=OutputSpec(device="cuda"))
     cpu = PyAVDecoder(config)
     for group in _groups(packets):

@@ -1,22 +1,30 @@
-"""The decoder backend interface: packets in, frames out, flush.
+"""The decoder backend contract: packets in, frames out, flush; and the spec
+that describes a backend without importing it.
 
 The reader owns *which* packets to feed (one GOP group at a time, from a sync
 sample up to the last sample needed) and *which* frames to keep; a backend
-only decodes and converts. Backends never see URLs or byte ranges, so the CPU,
-NVDEC and VideoToolbox paths share the same planning and exactness rules.
+only decodes and converts. Backends never see URLs or byte ranges, so every
+backend shares the same planning and exactness rules.
+
+A backend is one module holding a :class:`DecoderBackend` subclass, its probe
+and a module-level :class:`BackendSpec`; ``tests/backend_conformance.py``
+holds the tests every backend must pass.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Iterable
+import importlib
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from .._errors import BackendUnavailableError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["DecodedFrame", "DecoderBackend", "OutputSpec", "Packet", "StreamConfig"]
+__all__ = ["BackendSpec", "DecodedFrame", "DecoderBackend", "OutputSpec", "Packet", "StreamConfig", "load_target"]
 
 
 @dataclass(frozen=True)
@@ -81,11 +89,27 @@ class DecoderBackend(abc.ABC):
     """A decoder for one stream. Not thread-safe: one per reader (or worker)."""
 
     name: ClassVar[str] = ""
-    """Registry name: ``cpu``, ``nvdec``, ``videotoolbox``."""
+    """The name of the :class:`BackendSpec` this class is registered under."""
 
     def __init__(self, config: StreamConfig, *, output: OutputSpec = OutputSpec()) -> None:
         self.config = config
         self.output = output
+
+    @classmethod
+    def create(cls, config: StreamConfig, output: OutputSpec, *, num_threads: int = 0) -> DecoderBackend:
+        """Build a backend with this backend's defaults; what :meth:`BackendSpec.create` calls.
+
+        Override it to adapt the generic request: a hardware backend may move
+        ``output`` to its device or ignore ``num_threads``.
+
+        Args:
+            config: the stream to decode.
+            output: requested output size and device.
+            num_threads: CPU decoding threads the caller allows (0: the
+                decoder's own choice); backends that do not decode on CPU
+                threads ignore it.
+        """
+        return cls(config, output=output)
 
     @abc.abstractmethod
     def send(self, packet: Packet) -> list[DecodedFrame]:
@@ -97,13 +121,18 @@ class DecoderBackend(abc.ABC):
         starting at a sync sample."""
 
     @abc.abstractmethod
-    def convert(self, frame: DecodedFrame) -> "torch.Tensor":
+    def convert(self, frame: DecodedFrame) -> torch.Tensor:
         """RGB uint8 ``3 x H x W`` tensor at the output size, on the backend's device."""
 
-    def close(self) -> None:
+    def pixel_format(self) -> str | None:
+        """FFmpeg name of the decoded frames' pixel format (``yuv420p``, ``nv12``...),
+        or None until a frame has been decoded."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook: a backend holding nothing need not override it
         """Release decoder resources. Idempotent."""
 
-    def decode_group(self, packets: Iterable[Packet], wanted_pts: Collection[int]) -> dict[int, "torch.Tensor"]:
+    def decode_group(self, packets: Iterable[Packet], wanted_pts: Collection[int]) -> dict[int, torch.Tensor]:
         """Decode one group (starting at a sync sample) and convert only the
         frames whose pts is in ``wanted_pts``; the others are dropped without
         colour conversion. Returns ``{pts: tensor}``; a wanted pts missing from
@@ -133,8 +162,146 @@ class DecoderBackend(abc.ABC):
         except Exception:
             pass
 
-    def __enter__(self) -> "DecoderBackend":
+    def __enter__(self) -> DecoderBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# ------------------------------------------------------------------------------- spec
+
+
+def load_target(target: str) -> Any:
+    """Import ``"package.module:attribute"`` and return the attribute.
+
+    Raises:
+        ValueError: ``target`` is not ``"module:attribute"``.
+        ImportError: the module (or a dependency of it) cannot be imported.
+        AttributeError: the module has no such attribute.
+    """
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"expected 'module:attribute', got {target!r}")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Everything the registry knows about one decoder backend, as plain data.
+
+    Code is referenced by ``"module:attribute"`` strings imported on first
+    use, so describing (and registering) a backend loads no decoder library,
+    and a spec pickles into DataLoader workers. Define a backend's spec next
+    to it, as a module-level ``SPEC``, and register it with
+    :func:`videoloader.decoders.register_backend`.
+
+    Example::
+
+        SPEC = BackendSpec(
+            name="mydec",
+            factory="mypkg.mydec:MyDecoder",
+            codecs=frozenset({"h264"}),
+            install_hint="pip install mypkg[gpu]",
+            probe="mypkg.mydec:probe",
+            priority=15,
+        )
+    """
+
+    name: str
+    """What users pass as ``backend=``."""
+    factory: str
+    """``"module:Class"`` of the :class:`DecoderBackend` subclass."""
+    codecs: frozenset[str]
+    """Codec families the backend can decode (hardware ones: what the chip can at best).
+    Empty: any codec, as far as ``codec_probe`` accepts it (a software decoder library)."""
+    install_hint: str
+    """What to run (or need) so the backend works; quoted in error messages."""
+    probe: str = ""
+    """``"module:function"``: ``() -> (available, reason)``, run once per process.
+    Empty: the backend is available when its factory imports."""
+    codec_probe: str = ""
+    """``"module:function"``: ``(codec) -> (works, reason)`` for a listed codec
+    whose support depends on the machine (e.g. AV1 only on newer chips). Empty:
+    every listed codec works when the backend is available."""
+    priority: int = 0
+    """``backend="auto"`` tries higher priorities first; the portable CPU backend has 0."""
+
+    def __post_init__(self) -> None:
+        if (
+            not isinstance(self.name, str)
+            or not self.name
+            or self.name == "auto"
+            or not self.name.isprintable()
+            or any(c.isspace() for c in self.name)
+        ):
+            raise ValueError(f"BackendSpec.name must be a non-empty name without spaces, not 'auto'; got {self.name!r}")
+        for field in ("factory", "probe", "codec_probe"):
+            target = getattr(self, field)
+            if not isinstance(target, str) or (target and target.count(":") != 1):
+                raise ValueError(f"BackendSpec.{field} must be 'module:attribute' (or ''), got {target!r}")
+        if not self.factory:
+            raise ValueError("BackendSpec.factory is required")
+        if not isinstance(self.codecs, frozenset):
+            object.__setattr__(self, "codecs", frozenset(self.codecs))
+
+    def backend_class(self) -> type[DecoderBackend]:
+        """Import the backend class.
+
+        Raises:
+            BackendUnavailableError: its module or a dependency cannot be
+                imported (the message says what to install).
+            TypeError: the factory is not a DecoderBackend subclass.
+        """
+        try:
+            cls = load_target(self.factory)
+        except (ImportError, AttributeError) as e:
+            raise BackendUnavailableError(
+                f"decoder backend {self.name!r} cannot be imported ({e}); fix: {self.install_hint}"
+            ) from e
+        if not (isinstance(cls, type) and issubclass(cls, DecoderBackend)):
+            raise TypeError(f"decoder backend {self.name!r}: {self.factory} is not a DecoderBackend subclass")
+        return cls
+
+    def available(self) -> tuple[bool, str]:
+        """Run the probe now (uncached); never raises.
+
+        Returns:
+            ``(available, reason)``: what was found, or what is missing.
+        """
+        try:
+            if not self.probe:
+                self.backend_class()
+                return True, f"{self.factory} imports"
+            probe: Callable[[], tuple[bool, str]] = load_target(self.probe)
+            ok, why = probe()
+            return bool(ok), str(why)
+        except Exception as e:  # a probe must never take the process down
+            return False, f"probe failed: {type(e).__name__}: {e}"
+
+    def supports(self, codec: str) -> tuple[bool, str]:
+        """Whether this backend, once available, decodes ``codec`` on this machine.
+
+        Returns:
+            ``(works, reason)``; reason is empty when it works without a
+            machine-specific check.
+        """
+        if self.codecs and codec not in self.codecs:
+            return False, f"{self.name} does not decode {codec!r} (it decodes {', '.join(sorted(self.codecs))})"
+        if not self.codec_probe:
+            return True, ""
+        try:
+            check: Callable[[str], tuple[bool, str]] = load_target(self.codec_probe)
+            ok, why = check(codec)
+            return bool(ok), str(why)
+        except Exception as e:
+            return False, f"codec probe failed: {type(e).__name__}: {e}"
+
+    def create(self, config: StreamConfig, output: OutputSpec, *, num_threads: int = 0) -> DecoderBackend:
+        """A new decoder for ``config``, with this backend's defaults (see :meth:`DecoderBackend.create`).
+
+        Raises:
+            BackendUnavailableError: the backend cannot be imported or cannot
+                decode this stream here.
+        """
+        return self.backend_class().create(config, output, num_threads=num_threads)

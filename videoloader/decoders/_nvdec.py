@@ -28,6 +28,7 @@ flushes, ``DecodedFrame.getPTS()`` / ``.timestamp``, ``.format``,
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import threading
 import warnings
@@ -38,15 +39,28 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._errors import BackendUnavailableError, CorruptVideoError, UnsupportedFormatError
-from ._annexb import AnnexBConverter, ColourInfo, stream_colour_info
-from ._base import DecodedFrame, DecoderBackend, OutputSpec, Packet, StreamConfig
-from ._colour import nv12_to_rgb, p010_to_rgb
+from .._errors import BackendUnavailableError, CorruptVideoError, MissingDependencyError, UnsupportedFormatError
+from .._optional import require
+from ..codecs import ColourInfo, stream_colour_info, stream_converter
+from ._base import BackendSpec, DecodedFrame, DecoderBackend, OutputSpec, Packet, StreamConfig
+from ._colour import ChromaMode, nv12_to_rgb, p010_to_rgb
 
-__all__ = ["NvdecDecoder", "clear_decoder_pool", "import_pynvvideocodec"]
+__all__ = ["SPEC", "NvdecDecoder", "clear_decoder_pool", "import_pynvvideocodec", "probe"]
 
 _NVC_CODECS = {"h264": "H264", "hevc": "HEVC", "av1": "AV1", "vp9": "VP9"}
-_INSTALL_HINT = "pip install videoloader[nvdec]"
+_DRIVER_HINT = "in containers set NVIDIA_DRIVER_CAPABILITIES=compute,utility,video"
+
+SPEC = BackendSpec(
+    name="nvdec",
+    factory=f"{__name__}:NvdecDecoder",
+    probe=f"{__name__}:probe",
+    codecs=frozenset(_NVC_CODECS),
+    install_hint=(
+        f"pip install videoloader[nvdec] (PyNvVideoCodec) on a machine with an NVIDIA GPU and driver; {_DRIVER_HINT}"
+    ),
+    priority=20,
+)
+"""NVIDIA's hardware decoder; frames stay on the GPU."""
 # Smallest decoder surface we create: a 1080p decoder then serves every
 # smaller video without being recreated (setReconfigParams only shrinks).
 _MIN_MAX_WIDTH, _MIN_MAX_HEIGHT = 1920, 1088
@@ -61,17 +75,34 @@ def import_pynvvideocodec() -> Any:
             are missing).
     """
     try:
-        import PyNvVideoCodec as nvc
-    except ImportError as e:
-        raise BackendUnavailableError(f"the nvdec backend needs PyNvVideoCodec ({e}); fix: {_INSTALL_HINT}") from e
+        return require("PyNvVideoCodec", purpose="the nvdec backend")
+    except MissingDependencyError as e:
+        raise BackendUnavailableError(str(e)) from e
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BackendUnavailableError(
             f"PyNvVideoCodec failed to import: {first}. It needs the NVIDIA driver's video libraries "
-            f"(libnvcuvid.so.1, libnvidia-encode.so.1); in containers set "
-            f"NVIDIA_DRIVER_CAPABILITIES=compute,utility,video"
+            f"(libnvcuvid.so.1, libnvidia-encode.so.1); {_DRIVER_HINT}"
         ) from e
-    return nvc
+
+
+def probe() -> tuple[bool, str]:
+    """Whether NVDEC decodes here: a CUDA GPU for torch, the driver's decode library, PyNvVideoCodec."""
+    try:
+        cuda_ok = torch.cuda.is_available()
+    except Exception as e:  # a broken driver can raise here
+        return False, f"torch.cuda.is_available() failed: {e}"
+    if not cuda_ok:
+        return False, f"torch {torch.__version__} sees no CUDA GPU (torch.cuda.is_available() is False)"
+    try:
+        ctypes.CDLL("libnvcuvid.so.1")
+    except OSError as e:
+        return False, f"the NVIDIA video decode library libnvcuvid.so.1 is not loadable ({e}); {_DRIVER_HINT}"
+    try:
+        nvc = import_pynvvideocodec()
+    except BackendUnavailableError as e:
+        return False, str(e)
+    return True, f"PyNvVideoCodec {getattr(nvc, '__version__', '?')} on {torch.cuda.get_device_name(0)}"
 
 
 # --------------------------------------------------------------------------- decoder pool
@@ -149,7 +180,9 @@ def _create_decoder(nvc: Any, gpu_id: int, codec: str, width: int, height: int) 
     )
 
 
-def _acquire(nvc: Any, gpu_id: int, codec: str, bit_depth: int, width: int, height: int) -> tuple[tuple, _PooledDecoder]:
+def _acquire(
+    nvc: Any, gpu_id: int, codec: str, bit_depth: int, width: int, height: int
+) -> tuple[tuple, _PooledDecoder]:
     key = (os.getpid(), gpu_id, codec, bit_depth)
     with _POOL.lock:
         idle = _POOL.idle.get(key, [])
@@ -248,7 +281,7 @@ class NvdecDecoder(DecoderBackend):
         config: StreamConfig,
         *,
         output: OutputSpec = OutputSpec(),
-        chroma: str = "nearest",
+        chroma: ChromaMode = "nearest",
         reuse_decoders: bool = True,
     ) -> None:
         super().__init__(config, output=output)
@@ -264,7 +297,7 @@ class NvdecDecoder(DecoderBackend):
         self.device = torch.device("cuda", device.index if device.index is not None else torch.cuda.current_device())
         self._chroma = chroma
         self._reuse = reuse_decoders
-        self._converter = AnnexBConverter(config.codec, config.extradata, temporal_delimiters=True)
+        self._converter = stream_converter(config.codec, config.extradata, temporal_delimiters=True)
         self._colour: ColourInfo | None = None
         self._bit_depth = int(config.bit_depth or 8)
         self._key: tuple | None = None
@@ -273,14 +306,27 @@ class NvdecDecoder(DecoderBackend):
         self._pending_pts: list[int] = []
         self._dirty = False
         self._warned_pts = False
+        self._pix_fmt: str | None = None
+
+    @classmethod
+    def create(cls, config: StreamConfig, output: OutputSpec, *, num_threads: int = 0) -> DecoderBackend:
+        """Frames are decoded on the GPU: a CPU ``output.device`` becomes ``"cuda"``; ``num_threads`` is ignored."""
+        if not str(output.device).startswith("cuda"):
+            output = dataclasses.replace(output, device="cuda")
+        return cls(config, output=output)
+
+    def pixel_format(self) -> str | None:
+        """``nv12``, or ``p010le``/``p016le`` for high bit depth: the surfaces NVDEC returns."""
+        return self._pix_fmt
 
     # -- decoder lifetime ---------------------------------------------------------------
 
     def _decoder(self) -> _PooledDecoder:
         if self._entry is None:
             if self._reuse:
+                c = self.config
                 self._key, self._entry = _acquire(
-                    self._nvc, self.device.index, self.config.codec, self._bit_depth, self.config.width, self.config.height
+                    self._nvc, self.device.index, c.codec, self._bit_depth, c.width, c.height
                 )
             else:
                 self._entry = _create_decoder(
@@ -338,6 +384,7 @@ class NvdecDecoder(DecoderBackend):
         for f in frames:
             tensor = torch.from_dlpack(f)
             surface = _NvSurface(tensor, _is_high_bit_depth(f, tensor, self._bit_depth))
+            self._pix_fmt = "nv12" if not surface.high_bit_depth else ("p010le" if self._bit_depth <= 10 else "p016le")
             self._live.append(weakref.ref(surface))
             out.append(DecodedFrame(pts=self._map_pts(_frame_pts(f)), handle=surface))
         return out
@@ -398,20 +445,25 @@ class NvdecDecoder(DecoderBackend):
         pitch = int(t.shape[1]) // (2 if surface.high_bit_depth and t.dtype == torch.uint8 else 1)
         h = min(self.config.height or rows, (2 * rows) // 3)
         w = min(self.config.width or pitch, pitch)
-        size = None
-        if self.output.height is not None or self.output.width is not None:
-            size = (
-                self.output.height or round(h * self.output.width / w),
-                self.output.width or round(w * self.output.height / h),
-            )
-        kwargs = dict(
-            height=h,
-            width=w,
-            matrix=colour.matrix,
-            full_range=colour.full_range,
-            size=size,
-            chroma=self._chroma,
-        )
+        out_h, out_w = self.output.height, self.output.width
+        size: tuple[int, int] | None = None
+        if out_h is not None and out_w is not None:
+            size = (out_h, out_w)
+        elif out_h is not None:
+            size = (out_h, round(w * out_h / h))
+        elif out_w is not None:
+            size = (round(h * out_w / w), out_w)
         if surface.high_bit_depth:
-            return p010_to_rgb(t, bit_depth=max(colour.bit_depth, self._bit_depth, 10), **kwargs)
-        return nv12_to_rgb(t, **kwargs)
+            return p010_to_rgb(
+                t,
+                height=h,
+                width=w,
+                bit_depth=max(colour.bit_depth, self._bit_depth, 10),
+                matrix=colour.matrix,
+                full_range=colour.full_range,
+                size=size,
+                chroma=self._chroma,
+            )
+        return nv12_to_rgb(
+            t, height=h, width=w, matrix=colour.matrix, full_range=colour.full_range, size=size, chroma=self._chroma
+        )

@@ -2,17 +2,46 @@
 
 from __future__ import annotations
 
+import functools
 from fractions import Fraction
 
 import av
-from av.video.reformatter import VideoReformatter
 import numpy as np
 import torch
+from av.video.codeccontext import VideoCodecContext
+from av.video.reformatter import VideoReformatter
 
 from .._errors import CorruptVideoError, UnsupportedFormatError
-from ._base import DecodedFrame, DecoderBackend, OutputSpec, Packet, StreamConfig
+from ._base import BackendSpec, DecodedFrame, DecoderBackend, OutputSpec, Packet, StreamConfig
 
-__all__ = ["PyAVDecoder", "ffmpeg_decoder_name", "frame_to_tensor"]
+__all__ = ["SPEC", "PyAVDecoder", "ffmpeg_decoder_name", "frame_to_tensor", "probe", "probe_codec"]
+
+SPEC = BackendSpec(
+    name="cpu",
+    factory=f"{__name__}:PyAVDecoder",
+    probe=f"{__name__}:probe",
+    codec_probe=f"{__name__}:probe_codec",
+    codecs=frozenset(),  # whatever this FFmpeg build decodes
+    install_hint="pip install av",
+    priority=0,
+)
+"""Portable software decoding; what ``backend="auto"`` falls back to."""
+
+
+def probe() -> tuple[bool, str]:
+    """Always available where this module imports (PyAV is a core dependency)."""
+    return True, f"PyAV {av.__version__}"
+
+
+@functools.cache
+def probe_codec(codec: str) -> tuple[bool, str]:
+    """Whether this PyAV's FFmpeg has a decoder for ``codec``."""
+    name = ffmpeg_decoder_name(codec)
+    try:
+        av.codec.Codec(name, "r")
+    except Exception as e:  # UnknownCodecError, ValueError
+        return False, f"FFmpeg in this PyAV build has no {name!r} decoder ({e})"
+    return True, ""
 
 # FFmpeg's native "av1" decoder needs a hardware accelerator; dav1d is the CPU one.
 _DECODER_NAMES = {"av1": "libdav1d"}
@@ -23,7 +52,9 @@ def ffmpeg_decoder_name(codec: str) -> str:
     return _DECODER_NAMES.get(codec, codec)
 
 
-def frame_to_tensor(frame: av.VideoFrame, output: OutputSpec, reformatter: VideoReformatter | None = None) -> torch.Tensor:
+def frame_to_tensor(
+    frame: av.VideoFrame, output: OutputSpec, reformatter: VideoReformatter | None = None
+) -> torch.Tensor:
     """Colour-convert (and scale) one frame inside swscale: ``3 x H x W`` uint8.
 
     Pass a ``VideoReformatter`` kept across frames: ``frame.to_ndarray`` builds
@@ -31,11 +62,14 @@ def frame_to_tensor(frame: av.VideoFrame, output: OutputSpec, reformatter: Video
     at 1080p (24.6 ms vs 3.1 ms a frame, measured with PyAV 18.1).
     """
     reformatter = reformatter or VideoReformatter()
-    if output.width is None and output.height is None:
+    h, w = output.height, output.width
+    if h is not None and w is None:
+        w = round(frame.width * h / frame.height)
+    elif w is not None and h is None:
+        h = round(frame.height * w / frame.width)
+    if h is None or w is None:
         rgb = reformatter.reformat(frame, format="rgb24").to_ndarray()
     else:
-        w = output.width or round(frame.width * output.height / frame.height)
-        h = output.height or round(frame.height * output.width / frame.width)
         rgb = reformatter.reformat(frame, format="rgb24", width=w, height=h, interpolation="BILINEAR").to_ndarray()
     # A CHW view of the HWC array; the reader stacks it channel-last.
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
@@ -72,13 +106,19 @@ class PyAVDecoder(DecoderBackend):
         self._time_base = Fraction(1, config.timescale)
         self._thread_count = thread_count
         self._thread_type = thread_type
-        self._ctx: av.CodecContext | None = None
+        self._ctx: VideoCodecContext | None = None
         self._dirty = False
         self._tainted = False
         self._start_pts: int | None = None
+        self._pix_fmt: str | None = None  # set from the first decoded frame
         self._reformatter = VideoReformatter()
 
-    def _context(self) -> av.CodecContext:
+    @classmethod
+    def create(cls, config: StreamConfig, output: OutputSpec, *, num_threads: int = 0) -> DecoderBackend:
+        """``num_threads`` becomes FFmpeg's ``thread_count`` (0: one per core)."""
+        return cls(config, output=output, thread_count=num_threads)
+
+    def _context(self) -> VideoCodecContext:
         if self._ctx is None:
             name = ffmpeg_decoder_name(self.config.codec)
             try:
@@ -87,6 +127,8 @@ class PyAVDecoder(DecoderBackend):
                 raise UnsupportedFormatError(
                     f"FFmpeg in this PyAV build has no decoder {name!r} for codec {self.config.codec!r}"
                 ) from e
+            if not isinstance(ctx, VideoCodecContext):
+                raise UnsupportedFormatError(f"FFmpeg's {name!r} decoder is not a video decoder")
             if self.config.extradata:
                 ctx.extradata = self.config.extradata
             ctx.thread_count = self._thread_count
@@ -112,6 +154,8 @@ class PyAVDecoder(DecoderBackend):
             if corrupt and self._start_pts is not None and pts >= self._start_pts:
                 self._tainted = True
             out.append(DecodedFrame(pts=pts, handle=f, corrupt=corrupt or self._tainted))
+        if frames:
+            self._pix_fmt = frames[-1].format.name
         return out
 
     def reset(self) -> None:
@@ -124,7 +168,7 @@ class PyAVDecoder(DecoderBackend):
                 pass
         self._dirty = False
         self._tainted = False
-        self._start_pts: int | None = None
+        self._start_pts = None
 
     def send(self, packet: Packet) -> list[DecodedFrame]:
         p = av.Packet(packet.data)
@@ -154,10 +198,8 @@ class PyAVDecoder(DecoderBackend):
         return frame_to_tensor(frame.handle, self.output, self._reformatter)
 
     def pixel_format(self) -> str | None:
-        """Pixel format of the decoded frames, known after the first decode."""
-        ctx = self._ctx
-        fmt = getattr(ctx, "pix_fmt", None) if ctx is not None else None
-        return str(fmt) if fmt else None
+        """Pixel format of the decoded frames (as swscale receives them), known after the first decode."""
+        return self._pix_fmt
 
     def close(self) -> None:
         self.reset()

@@ -1,79 +1,107 @@
-"""Decoder backends by name, imported on first use, and ``backend="auto"``.
+"""Decoder backends by name, their availability, and ``backend="auto"``.
 
-Backends are registered as ``"module:Class"`` plus an install hint (STYLE.md
-rule 2), so ``import videoloader`` never imports PyAV, torch.cuda or
-PyNvVideoCodec. Whether a backend can run here is probed once per process
+Each backend describes itself with a :class:`BackendSpec` defined next to it
+(its module's ``SPEC``). The built-in ones are known here only as
+``"module:SPEC"`` strings, so ``import videoloader`` imports no decoder
+library; a spec is loaded the first time its backend is asked about. Third
+parties add theirs with :func:`register_backend`.
+
+Whether a backend can run here is probed once per process
 (:func:`backend_availability`); tests fake it by monkeypatching
 :func:`probe_backend` (or by passing ``availability=`` to :func:`resolve_backend`).
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
-import importlib
-import platform
-import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import logging
+import threading
+from collections.abc import Callable, Mapping
 
 from .._errors import BackendUnavailableError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ._base import DecoderBackend
+from ._base import BackendSpec, DecoderBackend, StreamConfig, load_target
 
 __all__ = [
-    "BACKENDS",
     "BackendSpec",
     "backend_availability",
+    "backend_names",
     "codec_supported",
     "get_backend_class",
-    "platform_info",
+    "get_spec",
     "probe_backend",
+    "register_backend",
     "resolve_backend",
+    "select_backend",
 ]
 
+log = logging.getLogger("videoloader.decoders")
 
-@dataclass(frozen=True)
-class BackendSpec:
-    """Where a backend lives and how to get it installed."""
-
-    name: str
-    target: str
-    """``"module:Class"``, imported on first use."""
-    install_hint: str
-    """What to run (or need) so the backend works."""
-    codecs: frozenset[str]
-    """Codec families the backend can decode (hardware ones: what the chip can)."""
-
-
-BACKENDS: dict[str, BackendSpec] = {
-    "cpu": BackendSpec(
-        "cpu",
-        "videoloader.decoders._pyav:PyAVDecoder",
-        "pip install av",
-        frozenset({"h264", "hevc", "av1", "vp9", "vp8", "mpeg4", "mpeg2video", "mjpeg", "prores"}),
-    ),
-    "nvdec": BackendSpec(
-        "nvdec",
-        "videoloader.decoders._nvdec:NvdecDecoder",
-        "pip install videoloader[nvdec] (PyNvVideoCodec) on a machine with an NVIDIA GPU and driver; in containers "
-        "set NVIDIA_DRIVER_CAPABILITIES=compute,utility,video",
-        frozenset({"h264", "hevc", "av1", "vp9"}),
-    ),
-    "videotoolbox": BackendSpec(
-        "videotoolbox",
-        "videoloader.decoders._videotoolbox:VideoToolboxDecoder",
-        "use macOS with a PyAV build that has VideoToolbox (the PyPI wheels for macOS do)",
-        frozenset({"h264", "hevc", "av1"}),
-    ),
+# The built-in backends: the one place their names are listed.
+_REGISTRY: dict[str, BackendSpec | str] = {
+    "cpu": "videoloader.decoders._pyav:SPEC",
+    "nvdec": "videoloader.decoders._nvdec:SPEC",
+    "videotoolbox": "videoloader.decoders._videotoolbox:SPEC",
 }
+_LOCK = threading.Lock()
+_LOGGED: set[str] = set()
 
-_AUTO_ORDER = ("nvdec", "videotoolbox", "cpu")
+
+def backend_names() -> list[str]:
+    """Names of every registered backend (what ``backend=`` accepts besides ``"auto"``), without importing any."""
+    return list(_REGISTRY)
 
 
-def get_backend_class(name: str) -> type["DecoderBackend"]:
+def register_backend(spec: BackendSpec, *, replace: bool = False) -> None:
+    """Make a decoder backend available by name, and to ``backend="auto"``.
+
+    Registration imports nothing: the backend's module is imported when the
+    backend is first probed or used. Register at import time of your package
+    so that DataLoader workers started with ``spawn`` have it too.
+
+    Args:
+        spec: the backend's description.
+        replace: allow replacing a backend registered under the same name.
+
+    Raises:
+        TypeError: ``spec`` is not a BackendSpec.
+        ValueError: the name is taken and ``replace`` is false.
+    """
+    if not isinstance(spec, BackendSpec):
+        raise TypeError(f"register_backend() takes a BackendSpec, got {type(spec).__name__}")
+    with _LOCK:
+        if spec.name in _REGISTRY and not replace:
+            raise ValueError(
+                f"a decoder backend named {spec.name!r} is already registered; pass replace=True to replace it"
+            )
+        _REGISTRY[spec.name] = spec
+    _forget_probes()
+
+
+def get_spec(name: str) -> BackendSpec:
+    """The spec registered under ``name``, importing its module if needed.
+
+    Raises:
+        ValueError: unknown backend name.
+        BackendUnavailableError: the module defining the spec cannot be imported.
+    """
+    entry = _REGISTRY.get(name)
+    if entry is None:
+        raise ValueError(f"unknown decoder backend {name!r}; expected 'auto' or one of {sorted(_REGISTRY)}")
+    if isinstance(entry, BackendSpec):
+        return entry
+    try:
+        spec = load_target(entry)
+    except (ImportError, AttributeError) as e:
+        raise BackendUnavailableError(f"decoder backend {name!r} cannot be loaded from {entry} ({e})") from e
+    if not isinstance(spec, BackendSpec) or spec.name != name:
+        raise TypeError(f"{entry} is not the BackendSpec of a backend named {name!r}")
+    with _LOCK:
+        if _REGISTRY.get(name) == entry:
+            _REGISTRY[name] = spec
+    return spec
+
+
+def get_backend_class(name: str) -> type[DecoderBackend]:
     """Import and return the backend class registered under ``name``.
 
     Raises:
@@ -81,85 +109,10 @@ def get_backend_class(name: str) -> type["DecoderBackend"]:
         BackendUnavailableError: the backend's module or its dependency is
             missing (the message says what to install).
     """
-    spec = BACKENDS.get(name)
-    if spec is None:
-        raise ValueError(f"unknown decoder backend {name!r}; expected one of {sorted(BACKENDS)} or 'auto'")
-    module_name, _, class_name = spec.target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise BackendUnavailableError(
-            f"decoder backend {name!r} cannot be imported ({e}); fix: {spec.install_hint}"
-        ) from e
-    return getattr(module, class_name)
+    return get_spec(name).backend_class()
 
 
-# ------------------------------------------------------------------------------- probes
-
-
-def _probe_cpu() -> tuple[bool, str]:
-    try:
-        import av  # noqa: F401
-    except Exception as e:  # pragma: no cover - PyAV is a hard dependency
-        return False, f"PyAV is not importable: {e}"
-    return True, f"PyAV {getattr(av, '__version__', '?')}"
-
-
-def _probe_nvdec() -> tuple[bool, str]:
-    try:
-        import torch
-    except Exception as e:
-        return False, f"torch is not importable: {e}"
-    try:
-        cuda_ok = torch.cuda.is_available()
-    except Exception as e:  # a broken driver can raise here
-        return False, f"torch.cuda.is_available() failed: {e}"
-    if not cuda_ok:
-        return False, f"torch {torch.__version__} sees no CUDA GPU (torch.cuda.is_available() is False)"
-    try:
-        ctypes.CDLL("libnvcuvid.so.1")
-    except OSError as e:
-        return False, (
-            f"the NVIDIA video decode library libnvcuvid.so.1 is not loadable ({e}); in a container set "
-            f"NVIDIA_DRIVER_CAPABILITIES=compute,utility,video"
-        )
-    try:
-        import PyNvVideoCodec  # noqa: F401
-    except ImportError as e:
-        return False, f"PyNvVideoCodec is not installed ({e})"
-    except Exception as e:  # it raises RuntimeError when driver libraries are missing
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return False, f"PyNvVideoCodec failed to import: {first}"
-    return True, f"PyNvVideoCodec {getattr(PyNvVideoCodec, '__version__', '?')} on {torch.cuda.get_device_name(0)}"
-
-
-def _videotoolbox_codec_works(codec: str) -> tuple[bool, str]:
-    """Decode one tiny keyframe with VideoToolbox; the only reliable per-codec probe."""
-    try:
-        from ._videotoolbox import probe_codec
-    except Exception as e:
-        return False, f"videotoolbox backend failed to import: {e}"
-    return probe_codec(codec)
-
-
-def _probe_videotoolbox() -> tuple[bool, str]:
-    if sys.platform != "darwin":
-        return False, f"VideoToolbox exists only on macOS (this is {platform.system() or sys.platform})"
-    try:
-        from av.codec.hwaccel import hwdevices_available
-    except Exception as e:
-        return False, f"this PyAV has no hardware acceleration support ({e})"
-    try:
-        devices = list(hwdevices_available())
-    except Exception as e:
-        return False, f"PyAV could not list hardware devices: {e}"
-    if "videotoolbox" not in devices:
-        return False, f"this PyAV/FFmpeg build has no VideoToolbox device (has: {devices or 'none'})"
-    ok, why = _videotoolbox_codec_works("h264")
-    return (True, "VideoToolbox via PyAV") if ok else (False, why)
-
-
-_PROBES = {"cpu": _probe_cpu, "nvdec": _probe_nvdec, "videotoolbox": _probe_videotoolbox}
+# ------------------------------------------------------------------------- availability
 
 
 def probe_backend(name: str) -> tuple[bool, str]:
@@ -168,16 +121,16 @@ def probe_backend(name: str) -> tuple[bool, str]:
     Returns:
         ``(available, reason)``; reason says what was found or what is missing.
     """
-    probe = _PROBES.get(name)
-    if probe is None:
-        return False, f"unknown backend {name!r}"
     try:
-        return probe()
-    except Exception as e:  # a probe must never take the process down
-        return False, f"probe failed: {type(e).__name__}: {e}"
+        spec = get_spec(name)
+    except ValueError:
+        return False, f"unknown backend {name!r}"
+    except Exception as e:
+        return False, str(e)
+    return spec.available()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cached(name: str) -> tuple[bool, str]:
     return probe_backend(name)
 
@@ -189,25 +142,48 @@ def backend_availability(*, refresh: bool = False) -> dict[str, tuple[bool, str]
         refresh: forget earlier probes (after installing a package, or in tests).
     """
     if refresh:
-        _cached.cache_clear()
-        _codec_cached.cache_clear()
-    return {name: _cached(name) for name in BACKENDS}
+        _forget_probes()
+    return {name: _cached(name) for name in list(_REGISTRY)}
 
 
-@functools.lru_cache(maxsize=None)
+def _forget_probes() -> None:
+    _cached.cache_clear()
+    _codec_cached.cache_clear()
+    _LOGGED.clear()
+
+
+@functools.cache
 def _codec_cached(name: str, codec: str) -> tuple[bool, str]:
     return codec_supported(name, codec)
 
 
 def codec_supported(name: str, codec: str) -> tuple[bool, str]:
-    """Whether an available backend decodes ``codec`` here. Tests may monkeypatch it."""
-    spec = BACKENDS[name]
-    if codec not in spec.codecs:
-        return False, f"{name} does not decode {codec!r} (it decodes {', '.join(sorted(spec.codecs))})"
-    if name == "videotoolbox" and codec != "h264":
-        # AV1 needs an M3 or later; HEVC needs Apple Silicon or a recent Intel Mac.
-        return _videotoolbox_codec_works(codec)
-    return True, ""
+    """Whether the backend ``name``, once available, decodes ``codec`` here (uncached)."""
+    return get_spec(name).supports(codec)
+
+
+# ---------------------------------------------------------------------------- selection
+
+
+def select_backend(backend: str, config: StreamConfig) -> BackendSpec:
+    """The backend to decode ``config``'s stream with, probed once per process.
+
+    ``"auto"`` takes the available backend of highest priority that decodes
+    ``config.codec`` here (hardware first, the CPU last) and logs at INFO why
+    better ones were passed over. An explicitly named backend must be
+    available and decode the codec.
+
+    Args:
+        backend: ``"auto"`` or a registered name (see :func:`backend_names`).
+        config: the stream; only ``codec`` is used.
+
+    Raises:
+        ValueError: unknown backend name.
+        BackendUnavailableError: the named backend cannot run here or cannot
+            decode the codec, or (``"auto"``) none can; the message says why
+            and how to fix it.
+    """
+    return _choose(backend, config.codec, backend_availability(), _codec_cached)
 
 
 def resolve_backend(
@@ -216,58 +192,89 @@ def resolve_backend(
     *,
     availability: Mapping[str, tuple[bool, str]] | None = None,
 ) -> str:
-    """Pick the backend to decode ``codec`` with.
-
-    ``"auto"`` takes NVDEC where it is available and supports the codec, then
-    VideoToolbox on macOS where it decodes the codec, else the CPU. An
-    explicitly named backend must be available.
+    """The name :func:`select_backend` picks for ``codec``.
 
     Args:
-        name: ``"auto"``, ``"cpu"``, ``"nvdec"`` or ``"videotoolbox"``.
+        name: ``"auto"`` or a registered name.
         codec: FFmpeg codec family (``h264``, ``hevc``, ``av1``, ``vp9``...).
-        availability: override of :func:`backend_availability` (tests).
-
-    Returns:
-        A registered backend name.
+        availability: override of :func:`backend_availability` (tests,
+            ``platform_info``); codec support is then checked uncached.
 
     Raises:
         ValueError: unknown backend name.
-        BackendUnavailableError: the named backend cannot run here, or cannot
-            decode ``codec``; the message says why and how to fix it.
+        BackendUnavailableError: as for :func:`select_backend`.
     """
-    avail = dict(availability) if availability is not None else backend_availability()
-    check = _codec_cached if availability is None else codec_supported
+    if availability is None:
+        return _choose(name, codec, backend_availability(), _codec_cached).name
+    return _choose(name, codec, dict(availability), codec_supported).name
+
+
+def _choose(
+    name: str,
+    codec: str,
+    avail: Mapping[str, tuple[bool, str]],
+    check: Callable[[str, str], tuple[bool, str]],
+) -> BackendSpec:
     if name == "auto":
-        for candidate in _AUTO_ORDER:
-            ok, _ = avail.get(candidate, (False, ""))
-            if ok and (candidate == "cpu" or check(candidate, codec)[0]):
-                return candidate
-        ok, why = avail.get("cpu", (False, "not probed"))
-        raise BackendUnavailableError(
-            f"no decoder backend can decode {codec!r} here: cpu is unavailable ({why}); "
-            f"fix: {BACKENDS['cpu'].install_hint}"
-        )
-    spec = BACKENDS.get(name)
-    if spec is None:
-        raise ValueError(f"unknown decoder backend {name!r}; expected 'auto' or one of {sorted(BACKENDS)}")
+        return _choose_auto(codec, avail, check)
+    spec = get_spec(name)
     ok, why = avail.get(name, (False, "not probed"))
     if not ok:
         raise BackendUnavailableError(
             f"decoder backend {name!r} is unavailable: {why}. Fix: {spec.install_hint}; "
-            f"or pass backend='auto' (or 'cpu') to decode on what this machine has."
+            f"or pass backend='auto' to decode on what this machine has."
         )
-    if name != "cpu":
-        ok, why = check(name, codec)
-        if not ok:
-            raise BackendUnavailableError(
-                f"decoder backend {name!r} cannot decode {codec!r} here: {why}. "
-                f"Pass backend='auto' or 'cpu' for this video."
-            )
-    return name
+    ok, why = check(name, codec)
+    if not ok:
+        raise BackendUnavailableError(
+            f"decoder backend {name!r} cannot decode {codec!r} here: {why}. Pass backend='auto' for this video."
+        )
+    return spec
 
 
-def platform_info() -> dict:
-    """See :func:`videoloader.decoders._platform.platform_info` (re-exported here per the contract)."""
-    from ._platform import platform_info as _platform_info
+def _choose_auto(
+    codec: str, avail: Mapping[str, tuple[bool, str]], check: Callable[[str, str], tuple[bool, str]]
+) -> BackendSpec:
+    status = {n: avail.get(n, (False, "not probed")) for n in _REGISTRY}
+    passed_over = [(n, why) for n, (ok, why) in status.items() if not ok]
+    # sorted() is stable: equal priorities keep registration order.
+    candidates = sorted((get_spec(n) for n, (ok, _) in status.items() if ok), key=lambda s: -s.priority)
+    for spec in candidates:
+        ok, why = check(spec.name, codec)
+        if ok:
+            better = [f"{n} ({why})" for n, why in passed_over if _priority(n) > spec.priority]
+            if better:
+                _log_once(f"backend='auto' decodes {codec} with {spec.name}; passed over {'; '.join(better)}")
+            return spec
+        passed_over.append((spec.name, why))
+    hint = _fallback_hint(codec)
+    reasons = "; ".join(f"{n}: {why}" for n, why in passed_over)
+    raise BackendUnavailableError(
+        f"no decoder backend can decode {codec!r} here ({reasons})" + (f"; fix: {hint}" if hint else "")
+    )
 
-    return _platform_info()
+
+def _priority(name: str) -> int:
+    """A backend's priority, or -1 where its spec cannot be loaded."""
+    try:
+        return get_spec(name).priority
+    except Exception:
+        return -1
+
+
+def _fallback_hint(codec: str) -> str:
+    """Install hint of the most portable backend (lowest priority) that may decode ``codec``."""
+    specs = []
+    for n in _REGISTRY:
+        try:
+            specs.append(get_spec(n))
+        except Exception:
+            continue
+    listing = [s for s in specs if not s.codecs or codec in s.codecs] or specs
+    return min(listing, key=lambda s: s.priority).install_hint if listing else ""
+
+
+def _log_once(message: str) -> None:
+    if message not in _LOGGED:
+        _LOGGED.add(message)
+        log.info(message)

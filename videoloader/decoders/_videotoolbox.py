@@ -11,15 +11,29 @@ from __future__ import annotations
 
 import functools
 import io
+import platform
 import sys
 
 import av
+from av.video.codeccontext import VideoCodecContext
 
 from .._errors import BackendUnavailableError, UnsupportedFormatError
-from ._base import DecodedFrame, OutputSpec, StreamConfig
+from ._base import BackendSpec, DecodedFrame, DecoderBackend, OutputSpec, StreamConfig
 from ._pyav import PyAVDecoder
 
-__all__ = ["VideoToolboxDecoder", "probe_codec"]
+__all__ = ["SPEC", "VideoToolboxDecoder", "probe", "probe_codec"]
+
+SPEC = BackendSpec(
+    name="videotoolbox",
+    factory=f"{__name__}:VideoToolboxDecoder",
+    probe=f"{__name__}:probe",
+    codec_probe=f"{__name__}:probe_codec",
+    codecs=frozenset({"h264", "hevc", "av1"}),
+    install_hint="use macOS with a PyAV build that has VideoToolbox (the PyPI wheels for macOS do)",
+    priority=10,
+)
+"""Apple's hardware decoder; ``probe_codec`` tells which codecs this Mac's chip takes
+(AV1 needs an M3 or later; HEVC needs Apple Silicon or a recent Intel Mac)."""
 
 # With a hardware accelerator FFmpeg's native decoders are the ones to use
 # (libdav1d has no hwaccel hooks).
@@ -27,7 +41,16 @@ _VT_DECODERS = {"h264": "h264", "hevc": "hevc", "av1": "av1"}
 _PROBE_ENCODERS = {"h264": ("libx264",), "hevc": ("libx265", "hevc_videotoolbox"), "av1": ("libsvtav1", "libaom-av1")}
 
 
-def _hwaccel() -> "av.codec.hwaccel.HWAccel":
+def _on_macos() -> bool:
+    return sys.platform == "darwin"
+
+
+def _is_accelerated(ctx: VideoCodecContext | None) -> bool:
+    """Whether FFmpeg really decodes on VideoToolbox (off macOS it silently uses software)."""
+    return bool(getattr(ctx, "is_hwaccel", False))
+
+
+def _hwaccel() -> av.codec.hwaccel.HWAccel:
     from av.codec.hwaccel import HWAccel
 
     # No software fallback: a silent CPU decode is what this backend must not do.
@@ -49,7 +72,7 @@ class VideoToolboxDecoder(PyAVDecoder):
     name = "videotoolbox"
 
     def __init__(self, config: StreamConfig, *, output: OutputSpec = OutputSpec()) -> None:
-        if sys.platform != "darwin":
+        if not _on_macos():
             raise BackendUnavailableError(
                 "the videotoolbox backend needs macOS; use backend='auto' or 'cpu' on this machine"
             )
@@ -61,7 +84,12 @@ class VideoToolboxDecoder(PyAVDecoder):
         super().__init__(config, output=output, thread_count=1, thread_type="NONE")
         self._checked = False
 
-    def _context(self) -> av.CodecContext:
+    @classmethod
+    def create(cls, config: StreamConfig, output: OutputSpec, *, num_threads: int = 0) -> DecoderBackend:
+        """Decoding runs on the media engine: ``num_threads`` is ignored."""
+        return cls(config, output=output)
+
+    def _context(self) -> VideoCodecContext:
         if self._ctx is None:
             name = _VT_DECODERS[self.config.codec]
             try:
@@ -70,6 +98,7 @@ class VideoToolboxDecoder(PyAVDecoder):
                 raise BackendUnavailableError(
                     f"VideoToolbox could not open a {name} decoder: {e}; use backend='cpu'"
                 ) from e
+            assert isinstance(ctx, VideoCodecContext)  # h264/hevc/av1 are video decoders
             if self.config.extradata:
                 ctx.extradata = self.config.extradata
             ctx.thread_count = 1
@@ -79,7 +108,7 @@ class VideoToolboxDecoder(PyAVDecoder):
     def _frames(self, packet: av.Packet | None) -> list[DecodedFrame]:
         frames = super()._frames(packet)
         if frames and not self._checked:
-            if not getattr(self._ctx, "is_hwaccel", False):
+            if not _is_accelerated(self._ctx):
                 raise BackendUnavailableError(
                     f"VideoToolbox did not accelerate this {self.config.codec} stream (FFmpeg fell back to "
                     f"software); use backend='cpu' or 'auto'"
@@ -97,6 +126,7 @@ def _tiny_keyframe(codec: str) -> tuple[bytes, bytes | None] | None:
             buf = io.BytesIO()
             with av.open(buf, "w", format="mp4") as out:
                 s = out.add_stream(encoder, rate=30)
+                assert isinstance(s, av.VideoStream)
                 s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
                 frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 128, np.uint8), format="rgb24")
                 for p in s.encode(frame):
@@ -104,7 +134,7 @@ def _tiny_keyframe(codec: str) -> tuple[bytes, bytes | None] | None:
                 for p in s.encode():
                     out.mux(p)
             buf.seek(0)
-            with av.open(buf) as inp:
+            with av.open(buf, "r") as inp:
                 st = inp.streams.video[0]
                 extradata = st.codec_context.extradata
                 for p in inp.demux(st):
@@ -115,19 +145,24 @@ def _tiny_keyframe(codec: str) -> tuple[bytes, bytes | None] | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def probe_codec(codec: str) -> tuple[bool, str]:
-    """Decode one tiny keyframe with VideoToolbox: ``(works, reason)``."""
-    if sys.platform != "darwin":
+    """Decode one tiny keyframe with VideoToolbox: ``(works, reason)``.
+
+    The only reliable per-codec check: which codecs the media engine takes
+    depends on the chip.
+    """
+    if not _on_macos():
         return False, "VideoToolbox exists only on macOS"
     if codec not in _VT_DECODERS:
         return False, f"VideoToolbox does not decode {codec!r}"
     sample = _tiny_keyframe(codec)
     if sample is None:
-        return False, f"no {codec} encoder in this PyAV build to make a probe frame; assuming VideoToolbox cannot be checked"
+        return False, f"no {codec} encoder in this PyAV build to make a probe frame, so VideoToolbox cannot be checked"
     data, extradata = sample
     try:
         ctx = av.CodecContext.create(_VT_DECODERS[codec], "r", hwaccel=_hwaccel())
+        assert isinstance(ctx, VideoCodecContext)
         if extradata:
             ctx.extradata = extradata
         frames = list(ctx.decode(av.Packet(data))) + list(ctx.decode(None))
@@ -135,6 +170,24 @@ def probe_codec(codec: str) -> tuple[bool, str]:
         return False, f"VideoToolbox failed to decode a {codec} keyframe: {e}"
     if not frames:
         return False, f"VideoToolbox returned no frame for a {codec} keyframe"
-    if not getattr(ctx, "is_hwaccel", False):
+    if not _is_accelerated(ctx):
         return False, f"FFmpeg decoded {codec} in software, not with VideoToolbox"
     return True, f"VideoToolbox decodes {codec}"
+
+
+def probe() -> tuple[bool, str]:
+    """Whether VideoToolbox decodes here: macOS, a PyAV with the device, and an H.264 keyframe decoded."""
+    if not _on_macos():
+        return False, f"VideoToolbox exists only on macOS (this is {platform.system() or sys.platform})"
+    try:
+        from av.codec.hwaccel import hwdevices_available
+    except Exception as e:
+        return False, f"this PyAV has no hardware acceleration support ({e})"
+    try:
+        devices = list(hwdevices_available())
+    except Exception as e:
+        return False, f"PyAV could not list hardware devices: {e}"
+    if "videotoolbox" not in devices:
+        return False, f"this PyAV/FFmpeg build has no VideoToolbox device (has: {devices or 'none'})"
+    ok, why = probe_codec("h264")
+    return (True, "VideoToolbox via PyAV") if ok else (False, why)
