@@ -604,6 +604,135 @@ def test_async_filesystem_reads_concurrently():
         assert src.stats.num_requests == 8
 
 
+class _FlakyMemoryFS(AsyncFileSystem):
+    """An async filesystem whose reads fail as told by ``faults`` (one exception per read), then succeed."""
+
+    protocol = "flakymem"
+    faults: list[BaseException] = []
+
+    async def _info(self, path, **kwargs):
+        return {"name": path, "size": len(BLOB), "type": "file", "ETag": "e1"}
+
+    async def _cat_file(self, path, start=None, end=None, **kwargs):
+        if self.faults:
+            raise self.faults.pop(0)
+        return BLOB[start:end]
+
+
+class _FlakySyncFS(fsspec.AbstractFileSystem):
+    """The blocking twin of _FlakyMemoryFS."""
+
+    protocol = "flakysync"
+    faults: list[BaseException] = []
+
+    def info(self, path, **kwargs):
+        return {"name": path, "size": len(BLOB), "type": "file", "ETag": "e1"}
+
+    def cat_file(self, path, start=None, end=None, **kwargs):
+        if self.faults:
+            raise self.faults.pop(0)
+        return BLOB[start:end]
+
+
+@pytest.mark.parametrize("fs_cls", [_FlakyMemoryFS, _FlakySyncFS])
+def test_filesystem_faults_use_the_same_retry_loop(fs_cls):
+    fsspec.register_implementation(fs_cls.protocol, fs_cls, clobber=True)
+    url = f"{fs_cls.protocol}://v.bin"
+    fs_cls.faults[:] = [ConnectionResetError("reset"), TimeoutError("slow")]
+    with RangeSource(url, retry=FAST_RETRY) as src:
+        assert src.read(10, 20) == BLOB[10:20]
+        assert [(r.attempt, r.ok) for r in src.stats.records] == [(1, False), (2, False), (3, True)]
+        assert "reset" in src.stats.records[0].error and src.stats.num_retries == 2
+    fs_cls.faults[:] = [ConnectionResetError("reset")] * 4
+    with RangeSource(url, retry=FAST_RETRY) as src, pytest.raises(TransferError, match=r"after 4 attempts.*reset"):
+        src.read(10, 20)
+    fs_cls.faults[:] = [FileNotFoundError("gone")]
+    with RangeSource(url, retry=FAST_RETRY) as src:
+        with pytest.raises(SourceNotFoundError):
+            src.read(10, 20)
+        assert len(src.stats.records) == 1  # permanent: not retried
+    fs_cls.faults[:] = []
+
+
+# -- the retry loop ------------------------------------------------------------------------------
+
+
+def _scripted(outcomes):
+    """An attempt function failing with each exception of ``outcomes`` in turn, then returning "ok"."""
+    seen: list[int] = []
+
+    def once(attempt):
+        seen.append(attempt)
+        if outcomes:
+            raise outcomes.pop(0)
+        return "ok"
+
+    return once, seen
+
+
+def _run_loop(mode, policy, once):
+    from videoloader.io._retry import retry_async, retry_sync
+
+    if mode == "sync":
+        return retry_sync(policy, once, redacted="https://h/v.mp4", what="[0, 10)")
+
+    async def attempt(n):
+        return once(n)
+
+    return asyncio.run(retry_async(policy, attempt, redacted="https://h/v.mp4", what="[0, 10)"))
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_retry_loop_classifies_faults(mode):
+    from videoloader.io._common import ShortBody, Transient, Unreachable
+
+    once, seen = _scripted([Transient("HTTP 503"), Transient("reset")])
+    assert _run_loop(mode, FAST_RETRY, once) == "ok" and seen == [1, 2, 3]
+
+    once, seen = _scripted([Transient("HTTP 503")] * 4)
+    with pytest.raises(TransferError, match=r"https://h/v\.mp4: \[0, 10\) failed after 4 attempts, last: HTTP 503"):
+        _run_loop(mode, FAST_RETRY, once)
+    assert seen == [1, 2, 3, 4]
+
+    once, seen = _scripted([SourceNotFoundError("404")])  # permanent: at once
+    with pytest.raises(SourceNotFoundError):
+        _run_loop(mode, FAST_RETRY, once)
+    assert seen == [1]
+
+    once, seen = _scripted([ShortBody("short body"), ShortBody("short body")])  # one more try only
+    with pytest.raises(RangeRequestError, match=r"short body \(2 times\)"):
+        _run_loop(mode, FAST_RETRY, once)
+    assert seen == [1, 2]
+
+    once, seen = _scripted([Unreachable("connection refused")])
+    with pytest.raises(SourceUnreachableError, match="Not retried"):
+        _run_loop(mode, FAST_RETRY, once)
+    assert seen == [1]
+
+    once, seen = _scripted([Unreachable("DNS temporary failure", retry_once=True)])  # cleared up
+    assert _run_loop(mode, FAST_RETRY, once) == "ok" and seen == [1, 2]
+
+    once, seen = _scripted([Unreachable("DNS temporary failure", retry_once=True)] * 2)
+    with pytest.raises(SourceUnreachableError):
+        _run_loop(mode, FAST_RETRY, once)
+    assert seen == [1, 2]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_retry_loop_honours_and_caps_retry_after(mode):
+    from videoloader.io._common import Transient
+
+    policy = RetryPolicy(base_delay_seconds=0.0, max_delay_seconds=0.3)
+    once, _ = _scripted([Transient("HTTP 429", status=429, retry_after_seconds=0.2)])
+    t0 = time.perf_counter()
+    assert _run_loop(mode, policy, once) == "ok"
+    assert 0.18 <= time.perf_counter() - t0 < 1.0
+    once, _ = _scripted([Transient("HTTP 429", status=429, retry_after_seconds=3600)])
+    t0 = time.perf_counter()
+    assert _run_loop(mode, policy, once) == "ok"
+    assert time.perf_counter() - t0 < 1.0  # capped at max_delay_seconds
+
+
 # -- pickling and fork ---------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ The epoch lives in shared memory (:class:`~videoloader.data._epoch.SharedEpoch`)
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -27,7 +28,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from .._errors import SampleError, VideoLoaderError
 from ..io import redact_text
 from ._epoch import SharedEpoch
-from ._readers import ProcessState, process_state
+from ._readers import ProcessState, close_process_state, process_state
 from ._samplers import FrameSampler, RandomClip
 from ._sources import SourceTable, VideoRecord, is_manifest_path, iter_sources
 
@@ -156,7 +157,9 @@ class _SampleLoader:
         self._epoch.set(_check_int("epoch", epoch, minimum=0))
 
     def _state(self) -> ProcessState:
-        return process_state(self, "_proc", lambda: ProcessState(self.max_open_readers, self.max_concurrent_samples))
+        return process_state(
+            self, "_proc", functools.partial(ProcessState, self.max_open_readers, self.max_concurrent_samples)
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -180,10 +183,7 @@ class _SampleLoader:
 
     def close(self) -> None:
         """Close this process's open readers and threads (they reopen lazily)."""
-        state = self.__dict__.get("_proc")
-        if state is not None and state.pid == os.getpid():
-            state.close()
-            del self.__dict__["_proc"]
+        close_process_state(self, "_proc")
 
     # -- loading --------------------------------------------------------------
 
@@ -323,7 +323,7 @@ class VideoFrameDataset(_SampleLoader, Dataset):
         transform: called on the ``frames`` tensor; its own randomness is its own.
         output_size: ``(height, width)``: every frame is scaled to exactly this
             size by the decoder's scaler (aspect ratio not kept; crop in ``transform``).
-        backend: decoder backend (``"auto"``, ``"cpu"``, ``"nvdec"``, ``"videotoolbox"``).
+        backend: decoder backend: ``"auto"`` or a registered backend's name.
         on_error: ``"raise"`` (default): the exception names the item and the
             redacted URL and keeps its type where possible, chained from the
             cause. ``"skip"``: the item is None (use :func:`collate_skip_none`)

@@ -1,38 +1,30 @@
 """Process-local state of a dataset: a pool of open readers, counters, threads.
 
 Datasets hold configuration only. Everything live (readers, their HTTP
-sessions, thread pools) is built lazily in the process that uses it, keyed
-by ``os.getpid()``. A forked DataLoader worker finds its parent's state under
-another pid: it builds its own and keeps a reference to the inherited one,
-never closing it or letting the garbage collector reap it (closing an
-inherited aiohttp session hangs the parent's next request).
+sessions, thread pools) is built lazily in the process that uses it, in a
+``ProcessLocal``. A forked DataLoader worker finds its parent's state: it
+builds its own and keeps the inherited one referenced, never closing it or
+letting the garbage collector reap it (closing an inherited aiohttp session
+hangs the parent's next request); see ``videoloader._fork``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .._fork import ProcessLocal
+
 log = logging.getLogger(__name__)
 
-__all__ = ["ProcessState", "ReaderPool"]
+__all__ = ["ProcessState", "ReaderPool", "close_process_state", "process_state"]
 
-# States inherited across fork: referenced forever, never closed (see above).
-_INHERITED: list[Any] = []
-_STATE_LOCK = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    # A lock held by another thread at fork time would stay held in the child.
-    global _STATE_LOCK
-    _STATE_LOCK = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+# Guards the creation of an owner's ProcessLocal (per process: a lock held by
+# another thread at fork time would stay held in the child).
+_STATE_LOCK: ProcessLocal[threading.Lock] = ProcessLocal(threading.Lock)
 
 
 class ReaderPool:
@@ -105,7 +97,6 @@ class ProcessState:
     def __init__(self, max_open_readers: int, max_concurrent_samples: int) -> None:
         from ..io import TransferStats
 
-        self.pid = os.getpid()
         self.readers = ReaderPool(max_open_readers)
         # Totals only: per-sample records stay with each reader.
         self.stats = TransferStats(max_records=0)
@@ -137,16 +128,28 @@ class ProcessState:
 
 
 def process_state(owner: Any, attr: str, factory: Callable[[], ProcessState]) -> ProcessState:
-    """``owner.<attr>`` for this process, rebuilt (and the old one kept, unclosed) after fork."""
-    state = owner.__dict__.get(attr)
-    if state is not None and state.pid == os.getpid():
-        return state
-    with _STATE_LOCK:
-        state = owner.__dict__.get(attr)
-        if state is not None and state.pid == os.getpid():
-            return state
-        if state is not None:
-            _INHERITED.append(state)  # inherited across fork: keep alive, never close
-        state = factory()
-        owner.__dict__[attr] = state
-        return state
+    """This process's state of ``owner``, held in ``owner.<attr>`` (a ``ProcessLocal``).
+
+    Built with ``factory`` on first use in each process; a forked child keeps
+    its parent's state aside, unclosed, and builds its own. ``factory`` is
+    stored, so it should not refer to ``owner`` (that would make a cycle).
+    """
+    local = owner.__dict__.get(attr)
+    if local is None:
+        with _STATE_LOCK.get():
+            local = owner.__dict__.get(attr)
+            if local is None:
+                local = owner.__dict__[attr] = ProcessLocal(factory)
+    state: ProcessState = local.get()
+    return state
+
+
+def close_process_state(owner: Any, attr: str) -> None:
+    """Close this process's state of ``owner`` (a parent's, inherited across fork, is left alone).
+
+    The next :func:`process_state` call builds a new one.
+    """
+    local = owner.__dict__.pop(attr, None)
+    state = local.reset() if local is not None else None
+    if state is not None:
+        state.close()

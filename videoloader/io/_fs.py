@@ -36,12 +36,11 @@ from .._errors import (
     SourceError,
     SourceNotFoundError,
     SourceUnreachableError,
-    TransferError,
 )
 from .._types import ByteRange
 from ._common import Identity, Transient, describe, gather_or_cancel, safe_cause, unreachable_reason
 from ._loop import run_sync
-from ._retry import RetryPolicy
+from ._retry import RetryPolicy, retry_async, retry_sync
 from ._stats import TransferRecord, TransferStats
 
 __all__ = ["FileObjectBackend", "FsspecBackend", "LocalBackend", "validator_from_info"]
@@ -80,7 +79,7 @@ def _map_os_error(e: BaseException, redacted: str, what: str) -> BaseException:
 
 
 class _Recorder:
-    """Shared record keeping and retry loops for the non-HTTP backends."""
+    """Record keeping and retries (through the shared loop of ``_retry``) for the non-HTTP backends."""
 
     def __init__(self, redacted: str, stats: TransferStats, retry: RetryPolicy) -> None:
         self._redacted = redacted
@@ -115,15 +114,10 @@ class _Recorder:
                 f"{len(data)} bytes."
             )
 
-    def _exhausted(self, what: str, last: BaseException) -> TransferError:
-        return TransferError(
-            f"{self._redacted}: {what} failed after {self._retry.max_attempts} attempts, last: {last}. "
-            "Retry later or raise RetryPolicy.max_attempts / the timeouts."
-        )
-
     def _sync_retrying(self, what: str, r: ByteRange | None, call: Callable[[], T], record: bool) -> T:
-        last: BaseException | None = None
-        for attempt in range(1, self._retry.max_attempts + 1):
+        """``call()`` under the retry policy; with ``record``, each attempt on ``r`` becomes a TransferRecord."""
+
+        def once(attempt: int) -> T:
             t0 = time.perf_counter()
             result: Any = None
             failure: tuple[BaseException, BaseException | None] | None = None
@@ -136,18 +130,15 @@ class _Recorder:
             if failure is None:
                 if record and r is not None:
                     self._record(r, len(result), t0, attempt, None)
-                return result
+                return result  # type: ignore[no-any-return]
             err, cause = failure
             if record and r is not None:
                 got = len(result) if isinstance(result, (bytes, bytearray)) else 0
                 self._record(r, got, t0, attempt, str(err))
-            if not isinstance(err, Transient):
-                # Outside the except block: the original is kept only as a clean __cause__.
-                raise err from cause
-            last = err
-            if attempt < self._retry.max_attempts:
-                time.sleep(self._retry.delay_seconds(attempt))
-        raise self._exhausted(what, last)  # type: ignore[arg-type]
+            # Outside the except block: the original is kept only as a clean __cause__.
+            raise err from cause
+
+        return retry_sync(self._retry, once, redacted=self._redacted, what=what)
 
 
 def _translate(e: BaseException, redacted: str, what: str) -> tuple[BaseException, BaseException | None]:
@@ -189,7 +180,6 @@ class LocalBackend(_Recorder):
         super().__init__(redacted, stats, retry)
         self._path = path
         self._fd: int | None = None
-        self._pid = os.getpid()
         self._lock = threading.Lock()
 
     def _get_fd(self) -> int:
@@ -340,8 +330,8 @@ class FsspecBackend(_Recorder):
     async def _async_fetch(self, r: ByteRange) -> bytes:
         what = f"reading [{r.start}, {r.stop})"
         timeout = self._base_timeout + r.nbytes / _MIN_THROUGHPUT_BYTES_PER_SECOND
-        last: BaseException | None = None
-        for attempt in range(1, self._retry.max_attempts + 1):
+
+        async def once(attempt: int) -> bytes:
             t0 = time.perf_counter()
             data = b""
             failure: tuple[BaseException, BaseException | None] | None = None
@@ -358,12 +348,9 @@ class FsspecBackend(_Recorder):
                 return data
             err, cause = failure
             self._record(r, len(data), t0, attempt, str(err))
-            if not isinstance(err, Transient):
-                raise err from cause  # outside the except block: no raw __context__
-            last = err
-            if attempt < self._retry.max_attempts:
-                await asyncio.sleep(self._retry.delay_seconds(attempt))
-        raise self._exhausted(what, last)  # type: ignore[arg-type]
+            raise err from cause  # outside the except block: no raw __context__
+
+        return await retry_async(self._retry, once, redacted=self._redacted, what=what)
 
     def close(self) -> None:
         pass  # fsspec owns (and caches) its filesystem instances

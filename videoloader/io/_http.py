@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import re
 import threading
 import time
@@ -51,14 +50,12 @@ from .._errors import (
     SourceChangedError,
     SourceError,
     SourceNotFoundError,
-    SourceUnreachableError,
-    TransferError,
 )
 from .._types import ByteRange
 from ._common import Identity, ShortBody, Transient, Unreachable, describe, gather_or_cancel, unreachable_reason
 from ._loop import run_sync, sessions
 from ._redirect import Redirects, origin
-from ._retry import RetryPolicy, parse_retry_after
+from ._retry import RetryPolicy, parse_retry_after, retry_async
 from ._stats import TransferRecord, TransferStats
 
 __all__ = ["HttpBackend"]
@@ -148,7 +145,6 @@ class HttpBackend:
         self._read_timeout = read_timeout_seconds
         self._max_concurrency = max_concurrency
         self._stats = stats
-        self._pid = os.getpid()
         self._session: Any = None
         self._lock = threading.Lock()
 
@@ -165,7 +161,7 @@ class HttpBackend:
         with self._lock:
             session, self._session = self._session, None
         if session is not None:
-            sessions.release(self._session_key, session, self._pid)
+            sessions.release(self._session_key, session)
 
     # -- public (blocking) -----------------------------------------------------------------------
 
@@ -190,42 +186,8 @@ class HttpBackend:
     # -- retries ---------------------------------------------------------------------------------
 
     async def _retrying(self, start: int, stop: int, once: Callable[[int], Awaitable[T]]) -> T:
-        last: Transient | None = None
-        unreachable: Unreachable | None = None
-        num_short = 0
-        for attempt in range(1, self._retry.max_attempts + 1):
-            try:
-                return await once(attempt)
-            except ShortBody as e:
-                last = e
-                num_short += 1
-                if num_short >= 2:
-                    break
-            except Transient as e:
-                last, unreachable = e, None
-            except Unreachable as e:
-                unreachable = e
-                if not (e.retry_once and attempt == 1):
-                    break
-            if attempt < self._retry.max_attempts:
-                after = last.retry_after_seconds if last is not None and unreachable is None else None
-                await asyncio.sleep(self._retry.delay_seconds(attempt, retry_after_seconds=after))
-        if unreachable is not None:
-            raise SourceUnreachableError(
-                f"{self._redacted}: {unreachable}. Not retried: this is not a transient fault; check the URL, "
-                "the network and the server."
-            )
-        assert last is not None
-        if isinstance(last, ShortBody):
-            raise RangeRequestError(
-                f"{self._redacted}: asked for [{start}, {stop}), {last} ({num_short} times); "
-                "the server must return exactly the range asked."
-            )
-        raise TransferError(
-            f"{self._redacted}: [{start}, {stop}) failed after {self._retry.max_attempts} attempts, last: {last}. "
-            "Transient faults (resets, timeouts, 5xx, 429) outlasted the RetryPolicy; retry later or raise "
-            "max_attempts / the timeouts."
-        )
+        """``once(attempt)`` under the retry policy (the loop shared by every backend)."""
+        return await retry_async(self._retry, once, redacted=self._redacted, what=f"[{start}, {stop})")
 
     def _timeout(self, nbytes: int) -> Any:
         import aiohttp

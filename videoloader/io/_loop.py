@@ -1,14 +1,14 @@
 """The per-process event loop thread and the per-process aiohttp sessions.
 
-Fork safety, in one place:
+Fork safety (the rules are those of ``videoloader._fork``):
 
 * Coroutines run on fsspec's IO loop (``fsspec.asyn.get_loop()``), a daemon
-  thread that fsspec re-creates in a forked child (``os.register_at_fork``).
-* aiohttp sessions live in a registry keyed by client options, one per process
-  id. A forked child finds the parent's sessions, moves them to
-  ``_INHERITED`` (kept referenced, never closed: closing or garbage-collecting
-  an inherited session from the child hung the parent's next request) and
-  builds its own.
+  thread that fsspec re-creates in a forked child.
+* aiohttp sessions live in a registry keyed by client options, built per
+  process (a ``ProcessLocal``). A forked child finds the parent's sessions,
+  keeps them referenced and never closes them (``keep_inherited``: closing or
+  garbage-collecting an inherited session from the child hung the parent's
+  next request) and builds its own.
 * Sessions are reference-counted by the open ``RangeSource`` objects using
   them: the last ``close()`` closes the session and its sockets, and an
   ``atexit`` hook closes whatever is left, so neither ``close()`` nor
@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import os
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+
+from .._fork import ProcessLocal
 
 __all__ = ["SessionRegistry", "get_loop", "in_loop_thread", "run_sync", "sessions"]
 
@@ -79,29 +80,26 @@ class _Entry:
         self.refs = 0
 
 
+class _ProcessSessions:
+    """The sessions of one process and the lock guarding them."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.entries: dict[str, _Entry] = {}
+
+
 class SessionRegistry:
     """aiohttp ``ClientSession`` objects of this process, shared and reference-counted."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-        self._entries: dict[str, _Entry] = {}
-        self._inherited: list[Any] = []
-
-    def _check_fork(self) -> None:
-        # Called with no lock held: after fork the child is single-threaded, and the
-        # parent's lock may have been copied in the locked state.
-        if self._pid != os.getpid():
-            self._lock = threading.Lock()
-            self._inherited.extend(entry.session for entry in self._entries.values())
-            self._entries = {}
-            self._pid = os.getpid()
+        # Per process: a forked child starts empty, the parent's sessions are kept aside unclosed.
+        self._local: ProcessLocal[_ProcessSessions] = ProcessLocal(_ProcessSessions)
 
     def acquire(self, key: str, client_kwargs: dict[str, Any] | None = None) -> Any:
         """The session for ``key`` (created on first use), with one more reference."""
-        self._check_fork()
-        with self._lock:
-            entry = self._entries.get(key)
+        state = self._local.get()
+        with state.lock:
+            entry = state.entries.get(key)
             if entry is not None and not entry.session.closed:
                 entry.refs += 1
                 return entry.session
@@ -111,10 +109,10 @@ class SessionRegistry:
         import aiohttp  # noqa: F401
 
         session = run_sync(_new_session(dict(client_kwargs or {})))
-        with self._lock:
-            entry = self._entries.get(key)
+        with state.lock:
+            entry = state.entries.get(key)
             if entry is None or entry.session.closed:
-                entry = self._entries[key] = _Entry(session)
+                entry = state.entries[key] = _Entry(session)
                 session = None
             entry.refs += 1
             result = entry.session
@@ -122,34 +120,38 @@ class SessionRegistry:
             _close_session_now(session)
         return result
 
-    def release(self, key: str, session: Any, pid: int) -> None:
-        """Drop one reference taken in process ``pid``; the last one closes the session."""
-        if pid != os.getpid():
-            return  # taken by the parent before a fork: not ours to close
-        self._check_fork()
-        with self._lock:
-            entry = self._entries.get(key)
+    def release(self, key: str, session: Any) -> None:
+        """Drop one reference; the last one closes the session.
+
+        A session acquired by the parent before a fork is not among this
+        process's sessions: releasing it in the child does nothing.
+        """
+        state = self._local.peek()
+        if state is None:
+            return
+        with state.lock:
+            entry = state.entries.get(key)
             if entry is None or entry.session is not session:
                 return
             entry.refs -= 1
             if entry.refs > 0:
                 return
-            del self._entries[key]
+            del state.entries[key]
         _close_session_now(session)
 
     def close_all(self) -> None:
-        """Close every session of this process (atexit)."""
-        if self._pid != os.getpid():
+        """Close every session of this process (atexit); a forked child leaves its parent's alone."""
+        state = self._local.peek()
+        if state is None:
             return
-        with self._lock:
-            entries, self._entries = self._entries, {}
+        with state.lock:
+            entries, state.entries = state.entries, {}
         for entry in entries.values():
             _close_session_now(entry.session)
 
     def num_sessions(self) -> int:
         """Open sessions of this process (for tests)."""
-        self._check_fork()
-        return len(self._entries)
+        return len(self._local.get().entries)
 
 
 async def _new_session(client_kwargs: dict[str, Any]) -> Any:

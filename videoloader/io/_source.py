@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import threading
 import weakref
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._errors import SourceError, TruncatedFileError
+from .._fork import ProcessLocal
 from .._types import ByteRange
 from ._coalesce import COALESCE_GAP_BYTES, coalesce_ranges
 from ._common import Identity, describe, safe_cause
@@ -23,8 +25,9 @@ __all__ = ["READ_AHEAD_BYTES", "RangeSource"]
 # often; a few of those per request is cheap, whole 5 MiB blocks (fsspec's
 # default) are not.
 READ_AHEAD_BYTES = 256 * 1024
-# Replies kept by read_ranges(retain=True): the MP4 probe reads 64 KiB blocks
-# that often hold a small moov and the first samples (or a whole small file).
+# Replies kept by read_ranges(retain=True): the MP4 probe's reads (16 KiB
+# first, then box by box) often hold a small moov and the first samples (or a
+# whole small file).
 RETAIN_BYTES = 1024 * 1024
 
 _CONFIG = (
@@ -146,13 +149,14 @@ class RangeSource:
         reason = _untracked_reason(self._source, self._url)
         if reason is not None:
             stats.mark_untracked(reason)
-        self._backend: Any = None
-        self._backend_pid = os.getpid()
-        self._finalizer: weakref.finalize | None = None
+        # Built on first use in each process; one built before a fork is kept
+        # aside in the child, never used or closed there (see videoloader._fork).
+        # The factory holds only a weak reference, so dropping the source frees it.
+        self._backend: ProcessLocal[Any] = ProcessLocal(functools.partial(_build_backend, weakref.ref(self)))
+        # Closes this process's backend when the source is dropped without close().
+        self._finalizer = weakref.finalize(self, _close_backend, self._backend)
         self._closed = False
-        self._lock = threading.Lock()
-        self._stat_lock = threading.Lock()
-        self._lock_pid = os.getpid()
+        self._stat_lock: ProcessLocal[threading.Lock] = ProcessLocal(threading.Lock)
         self._retained: list[tuple[int, bytes]] = []
 
     # -- pickling: configuration (and identity) only --------------------------------------------
@@ -301,7 +305,7 @@ class RangeSource:
             backend = self._get_backend()
             probe = getattr(backend, "stat_and_read_head", None)
             if probe is not None:
-                with self._locks()[1]:
+                with self._stat_lock.get():
                     if self._identity is None:
                         identity, data = probe(nbytes)
                         self._identity = identity
@@ -326,13 +330,8 @@ class RangeSource:
         """Release this process's connection, session reference or file descriptor. Idempotent."""
         self._closed = True
         self._retained = []
-        with self._locks()[0]:
-            backend, self._backend = self._backend, None
-            finalizer, self._finalizer = self._finalizer, None
-        if finalizer is not None:
-            finalizer.detach()
-        if backend is not None and self._backend_pid == os.getpid():
-            backend.close()
+        self._finalizer.detach()
+        _close_backend(self._backend)
 
     def __enter__(self) -> RangeSource:
         return self
@@ -346,16 +345,11 @@ class RangeSource:
 
     # -- lazily built, per process --------------------------------------------------------------
 
-    def _locks(self) -> tuple[threading.Lock, threading.Lock]:
-        if self._lock_pid != os.getpid():  # a lock copied by fork may be held forever
-            self._lock, self._stat_lock, self._lock_pid = threading.Lock(), threading.Lock(), os.getpid()
-        return self._lock, self._stat_lock
-
     def _get_identity(self) -> Identity:
         identity = self._identity
         if identity is not None:
             return identity
-        with self._locks()[1]:
+        with self._stat_lock.get():
             if self._identity is None:
                 self._identity = self._get_backend().stat()
             return self._identity
@@ -363,21 +357,7 @@ class RangeSource:
     def _get_backend(self) -> Any:
         if self._closed:
             raise SourceError(f"{self._url}: the source was closed; open a new one to read again.")
-        pid = os.getpid()
-        backend = self._backend
-        if backend is not None and self._backend_pid == pid:
-            return backend
-        with self._locks()[0]:
-            if self._backend is not None and self._backend_pid == pid:
-                return self._backend
-            if self._backend is not None:  # built before a fork: leave it alone, never close it here
-                _INHERITED.append(self._backend)
-                if self._finalizer is not None:
-                    self._finalizer.detach()
-            self._backend = self._make_backend()
-            self._backend_pid = pid
-            self._finalizer = weakref.finalize(self, self._backend.close)
-            return self._backend
+        return self._backend.get()
 
     def _make_backend(self) -> Any:
         from ._fs import FileObjectBackend, FsspecBackend, LocalBackend
@@ -443,9 +423,21 @@ class RangeSource:
         )
 
 
-# Backends built in a parent process, found in a forked child: kept referenced
-# (never closed, never garbage-collected) so the parent's sockets are untouched.
-_INHERITED: list[Any] = []
+def _build_backend(ref: weakref.ReferenceType[RangeSource]) -> Any:
+    """The backend of the source behind ``ref`` for this process."""
+    source = ref()
+    if source is None:  # pragma: no cover - only reachable through a dropped source
+        raise SourceError("the source was garbage-collected")
+    if source._closed:  # closed by another thread since _get_backend() checked: build nothing to leak
+        raise SourceError(f"{source._url}: the source was closed; open a new one to read again.")
+    return source._make_backend()
+
+
+def _close_backend(backend: ProcessLocal[Any]) -> None:
+    """Close the backend this process built, if any (one inherited from a parent is left alone)."""
+    built = backend.reset()
+    if built is not None:
+        built.close()
 
 
 class _FsspecFileRef:

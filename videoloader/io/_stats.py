@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from .._fork import ProcessLocal
 
 __all__ = ["TransferRecord", "TransferStats"]
 
@@ -90,16 +91,12 @@ class TransferStats:
         self._num_retries = 0
         self._frozen = False
         self._untracked_reason: str | None = None
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
+        # A lock held by another thread at fork time would stay held forever in
+        # the child: each process gets its own.
+        self._lock: ProcessLocal[threading.Lock] = ProcessLocal(threading.Lock)
 
-    # A lock held by another thread at fork time would stay held forever in the
-    # child: give each process its own.
     def _guard(self) -> threading.Lock:
-        if self._pid != os.getpid():
-            self._lock = threading.Lock()
-            self._pid = os.getpid()
-        return self._lock
+        return self._lock.get()
 
     @property
     def parent(self) -> TransferStats | None:
@@ -245,6 +242,6 @@ class TransferStats:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("_untracked_reason", None)
+        state.pop("_pid", None)  # pickled by an older version
         self.__dict__.update(state)
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
+        self._lock = ProcessLocal(threading.Lock)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._index import SampleIndex
+from .._fork import ProcessLocal
+from .._packets import SampleIndex
 
 __all__ = ["IndexCache", "cache_key", "default_index_cache"]
 
@@ -57,7 +58,8 @@ class IndexCache:
             raise ValueError(f"IndexCache: max_entries must be >= 0, got {max_entries}")
         self.max_entries = int(max_entries)
         self.directory = Path(directory) if directory is not None else None
-        self._lock = threading.Lock()
+        # Per process: a lock held by another thread at fork time would stay held in the child.
+        self._lock: ProcessLocal[threading.Lock] = ProcessLocal(threading.Lock)
         self._items: OrderedDict[tuple, SampleIndex] = OrderedDict()
 
     def __repr__(self) -> str:
@@ -78,14 +80,14 @@ class IndexCache:
         """The process's cache for ``directory`` (one per resolved folder, so
         its in-memory LRU is shared by every reader using that folder)."""
         key = str(Path(directory).expanduser().resolve())
-        with _BY_DIRECTORY_LOCK:
+        with _BY_DIRECTORY_LOCK.get():
             cache = _BY_DIRECTORY.get(key)
             if cache is None:
                 cache = _BY_DIRECTORY[key] = cls(directory=key)
             return cache
 
     def clear(self) -> None:
-        with self._lock:
+        with self._lock.get():
             self._items.clear()
 
     def _path(self, key: tuple) -> Path | None:
@@ -102,14 +104,14 @@ class IndexCache:
     def may_hold(self, url: str) -> bool:
         """Whether an index of ``url`` (any version) may be cached. False lets a
         reader skip learning size and validator up front (a HEAD on HTTP)."""
-        with self._lock:
+        with self._lock.get():
             if any(k[0] == url for k in self._items):
                 return True
         marker = self._url_marker(url)
         return marker is not None and marker.exists()
 
     def get(self, key: tuple) -> SampleIndex | None:
-        with self._lock:
+        with self._lock.get():
             hit = self._items.get(key)
             if hit is not None:
                 self._items.move_to_end(key)
@@ -140,7 +142,7 @@ class IndexCache:
     def _remember(self, key: tuple, index: SampleIndex) -> None:
         if self.max_entries == 0:
             return
-        with self._lock:
+        with self._lock.get():
             self._items[key] = index
             self._items.move_to_end(key)
             while len(self._items) > self.max_entries:
@@ -187,7 +189,7 @@ class IndexCache:
 
 
 _BY_DIRECTORY: dict[str, IndexCache] = {}
-_BY_DIRECTORY_LOCK = threading.Lock()
+_BY_DIRECTORY_LOCK: ProcessLocal[threading.Lock] = ProcessLocal(threading.Lock)
 
 #: The process-wide cache ``load_index`` uses unless told otherwise.
 default_index_cache = IndexCache()
