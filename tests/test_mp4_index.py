@@ -22,7 +22,6 @@ from videoloader._errors import (
 )
 from videoloader.io import RangeSource
 from videoloader.mp4 import IndexCache, SampleIndex, load_index
-from videoloader.mp4._lazy import FragmentLocator
 
 MP4_KINDS = sorted(n for n, k in media.KINDS.items() if k.container == "mp4")
 OTHER_KINDS = sorted(n for n, k in media.KINDS.items() if k.container != "mp4")
@@ -338,28 +337,6 @@ def test_fragmented_index_equals_pyav(kind, many_fragments):
     read, total = _mdat_bytes_read(path, records)
     assert read <= total // 200  # blind reads may touch a few bytes past a short moof
     assert index.index_nbytes < path.stat().st_size / 4
-
-
-def test_fragment_bisection_is_logarithmic(many_fragments):
-    path = many_fragments["walk"]
-    full, _ = _load(path)
-    n = _fragment_count(path)
-    src = _source(path)
-    locator = FragmentLocator(src)
-    setup = locator.requests
-    worst = 0
-    for target in (0, int(full.dts[len(full.dts) // 3]), int(full.dts[-1]), int(full.dts[200]) + 1):
-        before = locator.requests
-        frag = locator.fragment_for_time(target)
-        worst = max(worst, locator.requests - before)
-        # the fragment holds the target: first dts <= target < next fragment's first dts
-        first = int(frag.dts[0])
-        assert first <= max(target, int(full.dts[0]))
-        i = int(np.searchsorted(full.dts, first))
-        assert np.array_equal(full.offsets[i : i + frag.num_samples], frag.offsets)
-        assert target < int(full.dts[i + frag.num_samples]) if i + frag.num_samples < len(full.dts) else True
-    assert setup == 0
-    assert worst <= 3 * math.ceil(math.log2(n)) + 4
 
 
 # --------------------------------------------------------------------------- broken input

@@ -290,7 +290,7 @@ def test_storage_options_reach_the_filesystem(corpus, http_server):
 def test_unwanted_non_reference_pictures_are_skipped_not_guessed(corpus, reference):
     """H.264 pictures with nal_ref_idc == 0 that nobody asked for are left out
     of the decoder; the frames asked for stay exact."""
-    from videoloader.decoders._annexb import h264_is_disposable, parse_avcc
+    from videoloader.codecs import h264_is_disposable, parse_avcc
 
     ref = reference("h264_bframes")
     with VideoReader(str(corpus["h264_bframes"])) as r:

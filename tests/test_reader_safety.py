@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import media
-from videoloader import NotAVideoError, TrackNotFoundError, VideoLoaderError, VideoReader
+from videoloader import CorruptVideoError, NotAVideoError, TrackNotFoundError, VideoLoaderError, VideoReader
 
 INDEX_KIND, DEMUX_KIND = "h264_bframes", "mkv_h264"
 
@@ -222,3 +222,42 @@ def test_errors_after_open_name_the_url(corpus, tmp_path):
         with pytest.raises(VideoLoaderError) as info:
             r.get_frames_at(list(range(15, 30)))
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "name, damage",
+    [
+        # "tail": FFmpeg's H.264 decoder conceals the damage and flags the frame;
+        # before the demux path shared the backend's rule, such frames were returned.
+        ("mkv_h264", "tail"),
+        ("mkv_h264", "zeros"),
+        ("mkv_h264", "noise"),
+        ("webm_vp9", "zeros"),
+        ("webm_vp9", "noise"),
+    ],
+)
+def test_demux_path_rejects_corrupt_frames_like_the_index_path(name, damage, corpus, tmp_path):
+    """The demux fallback decodes through the same backend and corrupt-frame
+    rule as the index path: a damaged packet mid-GOP raises, never a concealed frame."""
+    path = corpus[name]
+    data = bytearray(path.read_bytes())
+    with av.open(str(path)) as c:
+        packets = [bytes(p) for p in c.demux(video=0) if p.size]
+    payload = packets[5]  # a packet mid-GOP (keyframes at 0, 15, 30... / 0, 20, 40)
+    off = bytes(data).find(payload)
+    assert off > 0 and bytes(data).find(payload, off + 1) == -1
+    size = len(payload)
+    if damage == "zeros":
+        data[off + 4 : off + size] = bytes(size - 4)
+    elif damage == "noise":
+        data[off + 8 : off + size] = np.random.default_rng(0).integers(0, 256, size - 8, dtype=np.uint8).tobytes()
+    else:
+        data[off + size - 8 : off + size] = bytes(8)
+    bad = tmp_path / f"bad_{name}{path.suffix}"
+    bad.write_bytes(bytes(data))
+    with VideoReader(str(bad), backend="cpu") as r:
+        assert r.access_path == "demux"
+        with pytest.raises(CorruptVideoError) as e:
+            r.get_frames_at(list(range(4, 12)))
+        assert bad.name in str(e.value)
+        assert r.get_frames_at([r.metadata.num_frames - 1]).data.shape[0] == 1

@@ -9,8 +9,10 @@ frames are asked for.
 Open GOPs: a *leading* picture (pts before its GOP's sync sample) may reference
 the previous GOP, so its group starts one sync sample earlier.
 
-No torch or av here (STYLE.md rule 2): benchmarks, ``inspect`` and the NVDEC
-device check print plans without a decoder.
+The planner reads only the container-neutral :class:`SampleIndex`, so MP4 and
+the demux fallback plan alike; byte ranges exist only where the table knows
+each sample's place in the file. No torch or av here: benchmarks, ``inspect``
+and the NVDEC device check print plans without a decoder.
 """
 
 from __future__ import annotations
@@ -21,22 +23,28 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._types import ByteRange
-from .mp4._index import SampleIndex
+from ._packets import SampleIndex
 
 __all__ = ["DecodeGroup", "Plan", "plan_frames", "sample_runs", "start_sample"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DecodeGroup:
     """Samples ``[first_sample, last_sample]`` (decode order, inclusive) that a
-    decoder is fed from a sync sample, and the frames it must keep."""
+    decoder is fed from a sync sample, the frames it must keep, and where each
+    sample sits in the byte ranges fetched for the group."""
 
     first_sample: int
     last_sample: int
     frames: tuple[int, ...]
     """Distinct frame indices (presentation order) this group yields."""
     ranges: tuple[ByteRange, ...]
-    """Byte ranges holding the group's samples: contiguous runs, file order."""
+    """Byte ranges holding the group's samples: contiguous runs, file order
+    (empty when the table has no byte ranges)."""
+    sample_range: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """int64, one per sample of the group: which of ``ranges`` holds it."""
+    sample_offset: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """int64, one per sample of the group: its first byte inside that range."""
 
     @property
     def num_samples(self) -> int:
@@ -165,9 +173,19 @@ def plan_frames(index: SampleIndex, frame_indices: Sequence[int]) -> Plan:
 
 
 def _group(index: SampleIndex, first: int, last: int, frames: list[int]) -> DecodeGroup:
+    if not index.has_byte_ranges:
+        return DecodeGroup(first_sample=first, last_sample=last, frames=tuple(sorted(frames)), ranges=())
+    ranges = sample_runs(index, first, last)
+    # Where each sample sits in its run: runs = [100, 300), [500, 600); a sample
+    # at 520 -> run 1, offset 20. Found once here, used by the packet source.
+    run_starts = np.fromiter((r.start for r in ranges), dtype=np.int64, count=len(ranges))
+    offsets = index.offsets[first : last + 1]
+    which = np.searchsorted(run_starts, offsets, side="right") - 1
     return DecodeGroup(
         first_sample=first,
         last_sample=last,
         frames=tuple(sorted(frames)),
-        ranges=sample_runs(index, first, last),
+        ranges=ranges,
+        sample_range=which.astype(np.int64),
+        sample_offset=(offsets - run_starts[which]).astype(np.int64),
     )

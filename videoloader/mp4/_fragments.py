@@ -255,25 +255,6 @@ def _charge(state: FragmentState, count: int, *, backed: bool, url: str, box: Bo
         )
 
 
-def moof_first_tfdt(buf: Buffer, moof: Box, track_ID: int) -> int | None:
-    """baseMediaDecodeTime of ``track_ID``'s first traf in a moof, or None."""
-    for traf in iter_children(buf, moof):
-        if traf.type != "traf":
-            continue
-        ours = False
-        for box in iter_children(buf, traf):
-            if box.type == "tfhd":
-                r = FieldReader(buf, box)
-                r.full_box()
-                ours = r.u32("track_ID") == track_ID
-            elif box.type == "tfdt" and ours:
-                r = FieldReader(buf, box)
-                version, _ = r.full_box()
-                t = r.u64() if version == 1 else r.u32()
-                return check_ticks(t, url=buf.url, what=f"tfdt at offset {box.start}: baseMediaDecodeTime")
-    return None
-
-
 @dataclass(frozen=True)
 class SegmentReference:
     """One sidx reference: a subsegment (moof + mdat ...) or a nested sidx."""

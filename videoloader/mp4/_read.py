@@ -1,6 +1,6 @@
 """load_index / read_index: from a byte source to a complete SampleIndex.
 
-Reads, in order: the first 64 KiB; top-level headers outside it (one small
+Reads, in order: the first 16 KiB (``HEAD_BYTES``); top-level headers outside it (one small
 read each, mdat bodies skipped); the moov if it was not already fetched; for
 fragmented files the fragment table (sidx: already fetched or one read; else
 mfra: mfro then mfra, two tail reads; else a walk from the first moof), then
@@ -26,7 +26,7 @@ from ._fragments import (
     parse_sidx,
     parse_tfra,
 )
-from ._index import SampleIndex
+from .._packets import SampleIndex
 from ._limits import (
     MAX_FRAGMENT_BOX_BYTES,
     MAX_SAMPLES,

@@ -1,7 +1,11 @@
-"""SampleIndex: where every sample of one track lives, in decode order.
+"""SampleIndex: the container-neutral packet table every packet source produces.
 
-stdlib + numpy only (STYLE.md rule 2): the NVDEC device check carries this
-module without PyAV.
+The MP4 index (``mp4/``) and the demux fallback both describe a video track as
+this table: one row per compressed sample (packet) in decode order, with its
+timestamps, keyframe flag and, when the container index gives them, its byte
+range in the file. The planner, the reader and every decoder backend consume
+only this table, whatever the container. stdlib + numpy only, so tools without
+PyAV or torch can carry it.
 """
 
 from __future__ import annotations
@@ -15,20 +19,22 @@ __all__ = ["SampleIndex"]
 
 @dataclass(eq=False)
 class SampleIndex:
-    """Per-sample index of one video track, arrays in decode order.
+    """Per-sample table of one video track, arrays in decode order.
 
-    A *sample* is in decode (file) order, a *frame* in presentation order.
-    ``pts``/``dts``/``durations`` are in track ``timescale`` ticks with the
-    edit list applied as FFmpeg's mov demuxer applies it by default (the
-    first edit's media time is subtracted; samples that FFmpeg keeps only so
-    the decoder can reach the first shown frame are flagged ``is_discard``).
+    A *sample* (packet) is in decode order, a *frame* in presentation order.
+    ``pts``/``dts``/``durations`` are in ``timescale`` ticks. For MP4 the edit
+    list is applied as FFmpeg's mov demuxer applies it by default (the first
+    edit's media time is subtracted; samples that FFmpeg keeps only so the
+    decoder can reach the first shown frame are flagged ``is_discard``); for
+    the demux fallback they are FFmpeg's own packet timestamps.
 
     Frame ``i`` (what the i-th frame of a plain sequential FFmpeg decode is)
     is sample ``frame_to_sample[i]``.
     """
 
     offsets: np.ndarray
-    """int64 byte offset of each sample in the file."""
+    """int64 byte offset of each sample in the file (-1 where the container
+    index does not give one: the demux fallback reads packets, not ranges)."""
     sizes: np.ndarray
     """int64 byte size of each sample."""
     dts: np.ndarray
@@ -103,14 +109,23 @@ class SampleIndex:
 
     def frame_durations(self) -> np.ndarray:
         """int64 display duration of each frame: the gap to the next frame's
-        pts, the last frame keeping its own sample duration."""
+        pts, the last frame keeping its own sample duration (or, where it has
+        none, the duration of the frame before it)."""
         pts = self.frame_pts()
         if len(pts) == 0:
             return pts.copy()
         d = np.empty_like(pts)
         d[:-1] = np.diff(pts)
-        d[-1] = self.durations[self.frame_to_sample[-1]]
+        last = int(self.durations[self.frame_to_sample[-1]])
+        # A container may give the last packet no duration (MPEG-TS): then it
+        # lasts as long as the frame before it, [0, 512, 1024] + 0 -> 512.
+        d[-1] = last if last > 0 else (d[-2] if len(d) > 1 else 1)
         return d
+
+    @property
+    def has_byte_ranges(self) -> bool:
+        """Whether every sample's byte range is known (exact range reads are possible)."""
+        return bool(len(self.offsets)) and int(self.offsets.min()) >= 0
 
     def __repr__(self) -> str:
         return (

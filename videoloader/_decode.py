@@ -1,0 +1,94 @@
+"""The one decode path: a plan's groups, their packets from any packet source, one decoder.
+
+Whatever produced the packets (the container index with exact byte ranges, or
+FFmpeg's demuxer), each decode group's samples become ``Packet`` objects here,
+unwanted non-reference pictures are skipped, and the decoder backend's
+``decode_group`` decodes them with its corrupt-frame rule. A wanted frame that
+does not come out is an error, never a neighbour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol
+
+import torch
+
+from ._errors import CorruptVideoError
+from ._packets import SampleIndex
+from ._plan import DecodeGroup, Plan
+from .decoders import DecoderBackend, Packet
+
+__all__ = ["PacketSource", "decode_plan"]
+
+
+class PacketSource(Protocol):
+    """Where a reader's packets come from: the packet table and each group's sample bytes."""
+
+    access_path: str
+    """``"index"`` (exact byte ranges) or ``"demux"`` (FFmpeg's demuxer)."""
+    container: str
+    """Container name for metadata (``mp4``, ``matroska``, ``mpegts``...)."""
+
+    @property
+    def has_table(self) -> bool: ...
+
+    @property
+    def table(self) -> SampleIndex: ...
+
+    def group_samples(
+        self, groups: Sequence[DecodeGroup]
+    ) -> Iterator[tuple[DecodeGroup, Iterable[tuple[int, bytes | memoryview]]]]: ...
+
+    def close(self) -> None: ...
+
+
+def decode_plan(
+    plan: Plan,
+    source: PacketSource,
+    decoder: DecoderBackend,
+    *,
+    skip: Callable[[bytes | memoryview], bool] | None,
+    what: str,
+) -> tuple[dict[int, torch.Tensor], int]:
+    """Decode every group of ``plan``.
+
+    Args:
+        plan: groups from :func:`~videoloader._plan.plan_frames` over ``source.table``.
+        source: gives each group's samples, decode order, from its sync sample.
+        decoder: decodes one group at a time.
+        skip: says whether a sample is a non-reference picture (unwanted ones
+            are not decoded: no other frame needs them); None when unknown.
+        what: names the reader and decoder in errors.
+
+    Returns:
+        ``({frame index: tensor}, compressed bytes fed to the decoder)``.
+
+    Raises:
+        CorruptVideoError: the decoder failed, flagged a wanted frame, or did
+            not produce one.
+    """
+    t = source.table
+    out: dict[int, torch.Tensor] = {}
+    fed = 0
+    for group, samples in source.group_samples(plan.groups):
+        wanted = {int(t.pts[t.frame_to_sample[f]]): f for f in group.frames}
+        packets = []
+        for s, data in samples:
+            pts = int(t.pts[s])
+            if skip is not None and pts not in wanted and not t.is_sync[s] and skip(data):
+                continue
+            packets.append(Packet(bytes(data), pts, int(t.dts[s]), int(t.durations[s]), bool(t.is_sync[s])))
+        fed += sum(len(p.data) for p in packets)
+        try:
+            got = decoder.decode_group(packets, wanted)
+        except CorruptVideoError as e:
+            raise CorruptVideoError(f"{what}: frames {list(group.frames)}: {e}") from e
+        for pts, f in wanted.items():
+            if pts not in got:
+                raise CorruptVideoError(
+                    f"{what} produced no frame {f} (pts {pts}) from samples "
+                    f"{group.first_sample}..{group.last_sample}; the stream may be corrupt"
+                )
+            out[f] = got[pts]
+    return out, fed
