@@ -3,7 +3,7 @@
 * :func:`ensure_torchcodec_ffmpeg` makes torchcodec loadable on machines with no
   system FFmpeg by pointing the dynamic linker at the FFmpeg 8 libraries that
   the PyAV wheel bundles (``av.libs``), then re-executing the script once.
-* :func:`emit` prints one JSON line per measurement (STYLE.md rule 12).
+* :func:`emit` prints one JSON line per measurement (machine-readable results).
 * :func:`markdown_table` renders rows of dicts.
 * :func:`media_path` makes (and caches) a synthetic video with tests/media.py.
 """
@@ -110,21 +110,18 @@ def versions() -> dict[str, str]:
 
 
 def emit(record: dict[str, Any]) -> dict[str, Any]:
-    """Print one measurement as one JSON line (STYLE.md rule 12)."""
+    """Print one measurement as one JSON line, so that runs can be collected and compared."""
     print(json.dumps(record, sort_keys=False, default=_json_default), flush=True)
     return record
 
 
 def _json_default(o: Any) -> Any:
-    try:
-        import numpy as np
+    import numpy as np
 
-        if isinstance(o, np.integer):
-            return int(o)
-        if isinstance(o, np.floating):
-            return float(o)
-    except ImportError:
-        pass
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o)}")

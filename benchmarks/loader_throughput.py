@@ -43,13 +43,15 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import psutil  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, RandomSampler  # noqa: E402
 
 from tests.media import make_video  # noqa: E402
 from tests.server import LoopbackServer  # noqa: E402
+from videoloader._optional import require  # noqa: E402
 from videoloader.data import RandomClip, VideoFrameDataset, make_node_loader  # noqa: E402
+
+psutil = require("psutil", purpose="loader_throughput (memory sampling)")
 
 MB = 1024 * 1024
 

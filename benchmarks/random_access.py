@@ -57,6 +57,8 @@ import numpy as np  # noqa: E402
 
 from bandwidth import Meter, PacketTable  # noqa: E402
 
+from videoloader._optional import require  # noqa: E402
+
 LOCAL_DECODERS = ["videoloader", "torchcodec_exact", "torchcodec_approx", "pyav_seek", "decord"]
 HTTP_READERS = ["videoloader", "torchcodec_exact", "torchcodec_approx", "pyav_fsspec"]
 COLOURS = {"videoloader": "#d62728", "torchcodec_exact": "#1f77b4", "torchcodec_approx": "#aec7e8",
@@ -106,7 +108,7 @@ def run_videoloader(src, idx, table) -> tuple[float, list[np.ndarray], dict]:
 
 def _run_torchcodec(mode: str):
     def run(src, idx, table):
-        from torchcodec.decoders import VideoDecoder
+        VideoDecoder = require("torchcodec.decoders", purpose="the torchcodec comparison").VideoDecoder
 
         t0 = time.perf_counter()
         d = VideoDecoder(src, seek_mode=mode, num_ffmpeg_threads=0)
@@ -156,7 +158,7 @@ def run_pyav(src, idx, table: PacketTable) -> tuple[float, list[np.ndarray], dic
 
 
 def run_decord(src, idx, table) -> tuple[float, list[np.ndarray], dict]:
-    import decord
+    decord = require("decord", purpose="the decord comparison")
 
     t0 = time.perf_counter()
     vr = decord.VideoReader(str(src), ctx=decord.cpu(0), num_threads=0)
@@ -375,10 +377,8 @@ def http_table(rows: list[dict]) -> str:
 
 
 def chart(local_rows, http_rows, decoders, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    require("matplotlib", purpose="the benchmark chart").use("Agg")
+    plt = require("matplotlib.pyplot", purpose="the benchmark chart")
 
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 9.5))
     files = list(dict.fromkeys(r["file"] for r in local_rows))

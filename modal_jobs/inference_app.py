@@ -35,7 +35,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import modal
+from videoloader._optional import require
+
+# The job (torch, the reader) is imported where it runs, so `modal run` starts quickly on the local side.
+modal: Any = require("modal", purpose="the Modal app (modal_jobs/inference_app.py)")
 
 APP_NAME = "videoloader-inference"
 CUDA_IMAGE = "nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04"
@@ -72,7 +75,8 @@ SOURCE_IGNORE = [".venv", ".git", "**/__pycache__", "*.pyc", "wandb", "build", "
                  "benchmarks/results", ".pytest_cache"]
 
 
-def _secrets() -> list[modal.Secret]:
+def _secrets() -> list[Any]:
+    """The Secrets attached to :func:`infer_shard` (``wandb-secret`` when ``USE_WANDB``)."""
     return [modal.Secret.from_name(WANDB_SECRET_NAME)] if USE_WANDB else []
 
 
@@ -107,7 +111,7 @@ def run_shard(urls: list[str], options: dict[str, Any] | None = None, first_vide
     frame choice) follow the position in the full list, so shards merge into
     exactly what one big call would give.
     """
-    from videoloader.inference import run_inference
+    from videoloader.job import run_inference
 
     opts = dict(options or {})
     if opts.get("wandb") and not isinstance(opts["wandb"], dict):
@@ -152,28 +156,16 @@ def merge_results(results: list[dict[str, Any]], *, wall_seconds: float | None =
     return merged
 
 
-def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike) -> Path:
+def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike[str]) -> Path:
     """Write ``result.json`` (PNG bytes replaced by file names) and ``frames/*.png`` into ``out_dir``."""
+    from videoloader.job import save_frame_pngs, without_pngs
+
     out = Path(out_dir)
-    frames_dir = out / "frames"
     out.mkdir(parents=True, exist_ok=True)
-    videos = []
-    for v in result["videos"]:
-        v = dict(v)
-        pngs = v.pop("frame_png_bytes_list", None) or []
-        if pngs:
-            frames_dir.mkdir(parents=True, exist_ok=True)
-            paths = []
-            for frame, png in zip(v["selected_frame_indices"], pngs):
-                p = frames_dir / f"video{v['index']:05d}_frame{frame:06d}.png"
-                p.write_bytes(png)
-                paths.append(str(p.relative_to(out)))
-            v["frame_png_paths"] = paths
-        videos.append(v)
-    doc = {k: val for k, val in result.items() if k not in ("videos", "frame_png_bytes_list")}
-    doc["videos"] = videos
+    saved = save_frame_pngs(result, out / "frames", digits=5)
+    relative = {i: [str(p.relative_to(out)) for p in paths] for i, paths in saved.items()}
     path = out / "result.json"
-    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    path.write_text(json.dumps(without_pngs(result, relative), indent=2, default=str) + "\n")
     return path
 
 
@@ -233,7 +225,9 @@ def main(
     if not url_list:
         raise SystemExit("give --urls URL[,URL...] or --urls-file FILE (public http(s):// or s3:// URLs)")
     if wandb and not USE_WANDB:
-        raise SystemExit("--wandb needs VIDEOLOADER_MODAL_WANDB=1 in the environment (attaches the wandb-secret Secret)")
+        raise SystemExit(
+            "--wandb needs VIDEOLOADER_MODAL_WANDB=1 in the environment (attaches the wandb-secret Secret)"
+        )
     options = {
         "frames_per_video": frames,
         "random_seed": seed,

@@ -101,7 +101,7 @@ def check_result_schema(result: dict[str, Any]) -> None:
             # Every byte fed to the decoder came over the wire once (the demux
             # path also reads container framing and the packet table pass).
             assert v["bandwidth_downstream_bytes"] <= v["bandwidth_upstream_bytes"]
-            for preds, top, conf in zip(v["predictions"], v["top_classes"], v["confidences"]):
+            for preds, top, conf in zip(v["predictions"], v["top_classes"], v["confidences"], strict=True):
                 assert preds[0]["class"] == top and preds[0]["confidence"] == conf
                 assert [p["confidence"] for p in preds] == sorted((p["confidence"] for p in preds), reverse=True)
             assert abs(v["total_time_seconds"] - (v["frame_extraction_time_seconds"] + v["preprocess_time_seconds"]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from app_helpers import check_result_schema, decode_png, serve_videos
+
 from videoloader import VideoReader
 from videoloader.cli import SAMPLE_VIDEO, main
 
@@ -52,11 +52,11 @@ def test_infer_in_process_with_a_broken_video(served, tmp_path, capsys):
     assert result["weights"] is None and result["model"] == "mobilenet_v3_small"
     assert "SECRET123" not in out_json.read_text()
     # Saved PNGs decode and equal the frames at the reported indices.
-    for name, v in zip(["h264_faststart", "h264_moov_end"], result["videos"]):
+    for name, v in zip(["h264_faststart", "h264_moov_end"], result["videos"], strict=False):
         assert len(v["frame_png_paths"]) == 2
         with VideoReader(served.paths[name], backend="cpu") as r:
             frames = r.get_frames_at(v["selected_frame_indices"]).data
-        for path, frame in zip(v["frame_png_paths"], frames):
+        for path, frame in zip(v["frame_png_paths"], frames, strict=True):
             np.testing.assert_array_equal(decode_png(Path(path).read_bytes()), frame.permute(1, 2, 0).numpy())
     assert result["videos"][2]["error"]["type"] and "frame_png_paths" not in result["videos"][2]
     assert len(list(frames_dir.glob("*.png"))) == 4
@@ -109,7 +109,8 @@ def test_infer_subprocess_json_on_stdout(served):
         cwd=REPO, timeout=240,
     )
     assert again.returncode == 0, again.stderr[-3000:]
-    assert json.loads(again.stdout)["videos"][0]["selected_frame_indices"] == result["videos"][0]["selected_frame_indices"]
+    first = result["videos"][0]["selected_frame_indices"]
+    assert json.loads(again.stdout)["videos"][0]["selected_frame_indices"] == first
 
 
 def test_weights_unavailable_exit_code(served, capsys, monkeypatch, tmp_path):
@@ -186,10 +187,10 @@ def test_progress_bar_on_stderr(served, capsys):
 
 
 def test_log_records_are_redacted(capsys, caplog):
-    from videoloader.cli import _configure_logging
+    from videoloader.job._logging import configure_command_logging
 
     caplog.set_level(logging.DEBUG)
-    _configure_logging()  # installs the redacting filter on the root handlers (pytest's here)
+    configure_command_logging()  # installs the redacting filter on the root handlers (pytest's here)
     url = "http://user:pass-7f3@h.example/v.mp4?X-Amz-Signature=SECRET"
     logging.getLogger("fsspec.http").debug("Fetch %s", url)
     try:

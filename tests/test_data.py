@@ -485,5 +485,5 @@ def test_public_names_and_missing_torchdata(monkeypatch, sources):
     for name in ("VideoFrameDataset", "RandomFrames", "RandomClip", "UniformClip", "AllFrames"):
         assert getattr(videoloader, name) is getattr(data, name)
     monkeypatch.setitem(__import__("sys").modules, "torchdata.nodes", None)
-    with pytest.raises(videoloader.BackendUnavailableError, match=r"pip install videoloader\[data\]"):
+    with pytest.raises(videoloader.MissingDependencyError, match=r"pip install 'videoloader\[data\]'"):
         make_node_loader(_dataset(sources))

@@ -9,10 +9,10 @@ import urllib.error
 import numpy as np
 import pytest
 import torch
-
 from app_helpers import CLASS_NAMES, TinyNet, check_result_schema, decode_png, serve_videos
+
 from videoloader import VideoReader
-from videoloader.inference import InferenceResult, WeightsUnavailableError, run_inference
+from videoloader.job import InferenceResult, WeightsUnavailableError, run_inference
 
 NAMES = ["h264_faststart", "h264_bframes", "mkv_h264"]
 FAST = dict(model=TinyNet(), weights=None, device="cpu", class_names=CLASS_NAMES, num_workers=2)
@@ -40,7 +40,7 @@ def test_end_to_end_with_one_broken_video(served, caplog):
     assert result["model"] == "TinyNet" and result["weights"] is None
     assert set(result["top_classes"]) <= set(CLASS_NAMES)
 
-    videos = {name: v for name, v in zip(served.urls, result["videos"])}
+    videos = {name: v for name, v in zip(served.urls, result["videos"], strict=False)}
     assert [v["index"] for v in result["videos"]] == [0, 1, 2, 3]
 
     # The broken video: an error entry, nothing else stopped.
@@ -73,7 +73,7 @@ def test_end_to_end_with_one_broken_video(served, caplog):
         assert v["selected_timestamps_seconds"] == expected.pts_seconds.tolist()
         # PNGs decode and are exactly the decoded frames.
         assert len(v["frame_png_bytes_list"]) == 3
-        for png, frame in zip(v["frame_png_bytes_list"], expected.data):
+        for png, frame in zip(v["frame_png_bytes_list"], expected.data, strict=True):
             np.testing.assert_array_equal(decode_png(png), frame.permute(1, 2, 0).numpy())
         assert v["num_frames"] == expected.data.shape[0] or v["num_frames"] > 0
         assert v["width"] == expected.data.shape[-1] and v["height"] == expected.data.shape[-2]
@@ -93,7 +93,7 @@ def test_predictions_match_the_model(served):
     v = result["videos"][0]
     with VideoReader(served.paths["h264_faststart"], backend="cpu") as reader:
         frames = reader.get_frames_at(v["selected_frame_indices"]).data
-    from videoloader.inference import ImageNetPreprocess
+    from videoloader.job import ImageNetPreprocess
 
     with torch.no_grad():
         probs = torch.softmax(model(ImageNetPreprocess()(frames)), dim=-1)

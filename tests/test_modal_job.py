@@ -14,9 +14,8 @@ pytest.importorskip("modal")
 from app_helpers import TOP_LEVEL_KEYS, check_result_schema, decode_png, serve_videos  # noqa: E402
 
 import modal_jobs.inference_app as job  # noqa: E402
-
 from videoloader.cli import SAMPLE_VIDEO  # noqa: E402
-from videoloader.inference import run_inference  # noqa: E402
+from videoloader.job import run_inference  # noqa: E402
 
 CPU = {"weights": None, "device": "cpu", "model": "mobilenet_v3_small", "num_workers": 2}
 
@@ -33,7 +32,8 @@ def test_constants(monkeypatch):
     assert mod.IMAGE_ENV["TORCH_HOME"] == mod.TORCH_HOME
     assert "video" in mod.IMAGE_ENV["NVIDIA_DRIVER_CAPABILITIES"]
     assert mod.WANDB_SECRET_NAME == "wandb-secret" and mod.USE_WANDB is False and mod._secrets() == []
-    assert mod.CUDA_IMAGE.startswith("nvidia/cuda:13.") and "cudnn" in mod.CUDA_IMAGE and "ubuntu24.04" in mod.CUDA_IMAGE
+    assert mod.CUDA_IMAGE.startswith("nvidia/cuda:13.")
+    assert "cudnn" in mod.CUDA_IMAGE and "ubuntu24.04" in mod.CUDA_IMAGE
     assert mod.PYTHON_VERSION == "3.12"
     assert mod.app.name == "videoloader-inference"
     import modal
@@ -85,7 +85,7 @@ def test_fan_out_locally_merges_like_one_call(http_server, corpus, tmp_path):
     assert merged["shards"] == 2 and merged["num_videos"] == 4 and merged["num_failed"] == 1
     assert merged["status"] == "partial"
     assert [v["index"] for v in merged["videos"]] == [0, 1, 2, 3]
-    for a, b in zip(merged["videos"], single["videos"]):
+    for a, b in zip(merged["videos"], single["videos"], strict=True):
         assert a["selected_frame_indices"] == b["selected_frame_indices"]
         assert a["top_classes"] == b["top_classes"]
     assert merged["selected_timestamps_seconds"] == single["selected_timestamps_seconds"]
@@ -97,7 +97,7 @@ def test_fan_out_locally_merges_like_one_call(http_server, corpus, tmp_path):
     assert doc["num_videos"] == 4 and "frame_png_bytes_list" not in doc
     pngs = [p for v in doc["videos"] for p in v.get("frame_png_paths", [])]
     assert len(pngs) == 6
-    for rel, data in zip(pngs, merged["frame_png_bytes_list"]):
+    for rel, data in zip(pngs, merged["frame_png_bytes_list"], strict=True):
         assert (tmp_path / "out" / rel).read_bytes() == data
         decode_png(data)
 

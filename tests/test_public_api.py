@@ -41,6 +41,7 @@ PUBLIC = [
     "VideoReader",
     "platform_info",
     "read_index",
+    "register_backend",
     "run_inference",
 ]
 

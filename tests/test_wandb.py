@@ -6,11 +6,11 @@ import sys
 
 import numpy as np
 import pytest
-
 from app_helpers import CLASS_NAMES, TinyNet, serve_videos
-from videoloader import _wandb as wb
+
 from videoloader.cli import main
-from videoloader.inference import run_inference
+from videoloader.job import _wandb as wb
+from videoloader.job import run_inference
 
 FAST = dict(model=TinyNet(), weights=None, device="cpu", class_names=CLASS_NAMES, num_workers=2)
 
@@ -18,7 +18,7 @@ FAST = dict(model=TinyNet(), weights=None, device="cpu", class_names=CLASS_NAMES
 class FakeSink:
     """Records every call; stands in for WandbSink."""
 
-    instances: list["FakeSink"] = []
+    instances: list[FakeSink] = []
 
     def __init__(self, **kwargs) -> None:
         self.kwargs = kwargs
@@ -73,15 +73,15 @@ def test_sink_receives_config_metrics_table_and_frames(served):
     assert metrics["num_failed"] == 1
     columns, rows = sink.tables["videos"]
     assert columns == list(wb.TABLE_COLUMNS) and len(rows) == 4
-    row = dict(zip(columns, rows[0]))
+    row = dict(zip(columns, rows[0], strict=True))
     v0 = result["videos"][0]
     assert row["url"] == v0["url"] and "SECRET123" not in row["url"]
     assert row["top_class"] == v0["top_classes"][0] and row["upstream_bytes"] == v0["bandwidth_upstream_bytes"]
-    bad = dict(zip(columns, rows[3]))
+    bad = dict(zip(columns, rows[3], strict=True))
     assert bad["status"] == "failed" and bad["error"].startswith(result["videos"][3]["error"]["type"])
     images = sink.images["frames"]
     assert len(images) == 2
-    for (arr, caption), v in zip(images, result["videos"][:2]):
+    for (arr, caption), v in zip(images, result["videos"][:2], strict=False):
         assert arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3
         assert arr.shape[:2] == (v["height"], v["width"])
         assert caption.startswith(f"video {v['index']} @") and v["top_classes"][0] in caption

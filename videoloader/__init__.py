@@ -46,7 +46,8 @@ _LAZY = {
     "VideoReader": "videoloader._reader",
     "platform_info": "videoloader.decoders",
     "read_index": "videoloader.mp4",
-    "run_inference": "videoloader.inference",
+    "register_backend": "videoloader.decoders",
+    "run_inference": "videoloader.job",
 }
 
 __all__ = [
@@ -81,6 +82,7 @@ __all__ = [
     "VideoReader",
     "platform_info",
     "read_index",
+    "register_backend",
     "run_inference",
 ]
 
@@ -101,7 +103,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from ._reader import VideoReader
     from .data import AllFrames, RandomClip, RandomFrames, UniformClip, VideoFrameDataset
-    from .decoders import platform_info
-    from .inference import run_inference
+    from .decoders import platform_info, register_backend
     from .io import TransferStats
+    from .job import run_inference
     from .mp4 import SampleIndex, read_index

@@ -7,7 +7,7 @@ copying tensors between processes::
     IterableWrapper | SamplerWrapper -> ParallelMapper(method="thread")
         -> Batcher -> Mapper(collate) -> Prefetcher -> Loader
 
-torchdata is optional (``pip install videoloader[data]``) and imported here only.
+torchdata is optional (``pip install 'videoloader[data]'``) and imported here only.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .._errors import BackendUnavailableError
+from .._optional import require
 from ._collate import collate_skip_none
 from ._dataset import VideoFrameDataset, VideoFrameIterableDataset
 
@@ -23,13 +23,7 @@ __all__ = ["make_node_loader"]
 
 
 def _nodes() -> Any:
-    try:
-        import torchdata.nodes as tn
-    except ImportError as e:
-        raise BackendUnavailableError(
-            "make_node_loader needs torchdata >= 0.10 (torchdata.nodes): pip install videoloader[data]"
-        ) from e
-    return tn
+    return require("torchdata.nodes", purpose="make_node_loader (torchdata >= 0.10)")
 
 
 class _ShardItems:
@@ -72,7 +66,7 @@ def make_node_loader(
         prefetch_factor: batches prepared ahead.
 
     Raises:
-        BackendUnavailableError: torchdata is not installed.
+        MissingDependencyError: torchdata is not installed (``pip install 'videoloader[data]'``).
     """
     tn = _nodes()
     import torch.utils.data as tud

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import ManifestError, SourceAccessError, SourceError, SourceNotFoundError, VideoLoaderError
+from .._optional import require
 from ..io import redact_text, redact_url
 from ..io._redirect import fsspec_options
 
@@ -146,6 +147,7 @@ def iter_manifest(path: str | os.PathLike, *, storage_options: dict | None = Non
             are not a manifest of the kind its suffix says.
         SourceNotFoundError, SourceAccessError, SourceError: the manifest
             could not be read.
+        MissingDependencyError: a Parquet manifest without pyarrow installed.
     """
     path = os.fspath(path)
     redacted = redact_url(path)
@@ -216,12 +218,7 @@ def _iter_manifest(path: str, redacted: str, storage_options: dict | None) -> It
 
 
 def _iter_parquet(f: Any, redacted: str) -> Iterator[VideoRecord]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        pq = None
-    if pq is None:
-        raise ManifestError(f"{redacted}: reading Parquet manifests needs pyarrow: pip install pyarrow")
+    pq = require("pyarrow.parquet", purpose=f"{redacted}: reading a Parquet manifest")
     pf = pq.ParquetFile(f)
     names = pf.schema_arrow.names
     if "url" not in names:

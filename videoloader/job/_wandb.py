@@ -23,9 +23,12 @@ user-info or query string, error messages with every URL redacted.
 from __future__ import annotations
 
 import os
-from typing import Any, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from .._optional import require
 
 __all__ = ["CONFIG_KEYS", "METRIC_KEYS", "TABLE_COLUMNS", "MetricsSink", "WandbSink", "log_inference"]
 
@@ -72,6 +75,9 @@ class WandbSink:
         mode: ``online``, ``offline`` or ``disabled`` (default: ``$WANDB_MODE`` / wandb's default).
         dir: where the run files go (default ``$WANDB_DIR`` / the working directory).
         settings: extra ``wandb.init`` keyword arguments.
+
+    Raises:
+        MissingDependencyError: wandb is not installed (``pip install 'videoloader[wandb]'``).
     """
 
     def __init__(
@@ -85,13 +91,10 @@ class WandbSink:
         notes: str | None = None,
         job_type: str = "inference",
         mode: str | None = None,
-        dir: str | os.PathLike | None = None,
+        dir: str | os.PathLike[str] | None = None,
         **settings: Any,
     ) -> None:
-        try:
-            import wandb
-        except ImportError as e:
-            raise ImportError("W&B logging needs wandb: pip install 'videoloader[wandb]'") from e
+        wandb = require("wandb", purpose="W&B logging")
         self._wandb = wandb
         self.project = project or os.environ.get("WANDB_PROJECT") or "videoloader"
         kwargs: dict[str, Any] = dict(
@@ -145,7 +148,7 @@ def _table_rows(result: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
-def log_inference(sink: MetricsSink, result: dict[str, Any], *, images: Sequence[tuple] = ()) -> None:
+def log_inference(sink: MetricsSink, result: dict[str, Any], *, images: Sequence[tuple[Any, ...]] = ()) -> None:
     """Send one ``run_inference`` result to ``sink`` (config, metrics, per-video table, frames).
 
     Args:
