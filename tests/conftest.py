@@ -1,4 +1,4 @@
-"""Shared pytest fixtures. Each engineer appends their own section; keep the others."""
+"""Shared pytest fixtures: the generated media corpus, the loopback server, hardware markers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ if str(_TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(_TESTS_DIR))
 
 
-# --- media corpus (owner: media engineer; recipes in tests/media.py) --------------------
+# --- media corpus (recipes in tests/media.py) -------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +29,7 @@ def corpus(corpus_dir) -> dict[str, Path]:
     return media.make_corpus(corpus_dir)
 
 
-# --- loopback HTTP server (owner: io engineer; see tests/server.py) ---------------------
+# --- loopback HTTP server (see tests/server.py) -----------------------------------------
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def http_server():
         yield server
 
 
-# --- hardware markers (owner: hardware engineer) -----------------------------------------
+# --- hardware markers ---------------------------------------------------------------------
 # needs_cuda / needs_nvdec / needs_macos tests skip unless the hardware is here; with
 # VIDEOLOADER_REQUIRE_HW=1 (GPU / Mac CI jobs) a missing capability fails the test instead,
 # so a job that lost its GPU cannot pass by skipping everything.

@@ -1,6 +1,6 @@
 """Test media made with PyAV: a fixed corpus of small videos plus a generic recipe.
 
-Every video is generated here (STYLE.md rule 11: tests make their own media); no
+Every video is generated here (tests make their own media); no
 ffmpeg binary and no network. Where FFmpeg's muxer cannot write a variant we
 rewrite the MP4 boxes in Python (``co64``, ``frag_nosidx``).
 
