@@ -40,14 +40,27 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402  (sets sys.path for videoloader and tests/)
-
 import numpy as np  # noqa: E402
 
+import _common  # noqa: E402  (sets sys.path for videoloader and tests/)
+
 MP4_KINDS = [
-    "h264_faststart", "h264_moov_end", "h264_bframes", "h264_open_gop", "h264_editlist", "hevc_8bit",
-    "hevc_10bit", "av1", "vp9_mp4", "frag_nosidx", "frag_sidx", "frag_mfra", "audio_first", "vfr",
-    "one_frame", "co64",
+    "h264_faststart",
+    "h264_moov_end",
+    "h264_bframes",
+    "h264_open_gop",
+    "h264_editlist",
+    "hevc_8bit",
+    "hevc_10bit",
+    "av1",
+    "vp9_mp4",
+    "frag_nosidx",
+    "frag_sidx",
+    "frag_mfra",
+    "audio_first",
+    "vfr",
+    "one_frame",
+    "co64",
 ]
 
 
@@ -129,8 +142,11 @@ def measure_video(server, kind: str, path: Path, *, num_frames: int, seed: int, 
     table = PacketTable(path)
     rng = np.random.default_rng(seed)
     n = table.num_frames
-    frames = rng.choice(n, size=min(num_frames, n), replace=False).tolist() if n >= num_frames else \
-        rng.integers(0, n, size=num_frames).tolist()
+    frames = (
+        rng.choice(n, size=min(num_frames, n), replace=False).tolist()
+        if n >= num_frames
+        else rng.integers(0, n, size=num_frames).tolist()
+    )
     file_size = path.stat().st_size
     data = path.read_bytes()
     out: dict[str, Any] = {"kind": kind, "file_bytes": file_size, "num_frames": n, "frames": frames}
@@ -146,8 +162,16 @@ def measure_video(server, kind: str, path: Path, *, num_frames: int, seed: int, 
     dt = time.perf_counter() - t0
     d = m.delta(before)
     out["read_index"] = dict(d, index_nbytes=idx.index_nbytes, index_requests=idx.index_requests, seconds=dt)
-    emit(rec, reader="videoloader", op="read_index", seconds=dt, bytes_received=d["bytes"],
-         bytes_requested=idx.index_nbytes, requests=d["requests"], frames=0)
+    emit(
+        rec,
+        reader="videoloader",
+        op="read_index",
+        seconds=dt,
+        bytes_received=d["bytes"],
+        bytes_requested=idx.index_nbytes,
+        requests=d["requests"],
+        frames=0,
+    )
 
     # -- VideoReader open
     name_vl = f"{kind}-videoloader{path.suffix}"
@@ -159,12 +183,26 @@ def measure_video(server, kind: str, path: Path, *, num_frames: int, seed: int, 
     dt = time.perf_counter() - t0
     d = m.delta(before)
     st = reader.transfer_stats
-    out["open"] = dict(d, stats_bytes_received=st.bytes_received, stats_requests=st.num_requests,
-                       index_nbytes=reader.index.index_nbytes, index_requests=reader.index.index_requests,
-                       seconds=dt, access_path=reader.access_path)
-    emit(rec, reader="videoloader", op="open", seconds=dt, bytes_received=d["bytes"],
-         bytes_requested=st.bytes_requested, stats_bytes_received=st.bytes_received, requests=d["requests"],
-         frames=0)
+    out["open"] = dict(
+        d,
+        stats_bytes_received=st.bytes_received,
+        stats_requests=st.num_requests,
+        index_nbytes=reader.index.index_nbytes,
+        index_requests=reader.index.index_requests,
+        seconds=dt,
+        access_path=reader.access_path,
+    )
+    emit(
+        rec,
+        reader="videoloader",
+        op="open",
+        seconds=dt,
+        bytes_received=d["bytes"],
+        bytes_requested=st.bytes_requested,
+        stats_bytes_received=st.bytes_received,
+        requests=d["requests"],
+        frames=0,
+    )
     if reader.metadata.num_frames != n:
         out["frame_count_mismatch"] = [reader.metadata.num_frames, n]
 
@@ -180,14 +218,32 @@ def measure_video(server, kind: str, path: Path, *, num_frames: int, seed: int, 
         d = m.delta(before)
         delta = st.since(snap)
         vl_frames[f] = batch.data[0].permute(1, 2, 0).numpy()
-        row = dict(frame=f, bytes=d["bytes"], gets=d["gets"], seconds=dt, plan_nbytes=reader.plan([f]).nbytes,
-                   stats_bytes_received=delta.bytes_received, stats_bytes_requested=delta.bytes_requested,
-                   minimal=table.minimal_bytes([f]))
+        row = dict(
+            frame=f,
+            bytes=d["bytes"],
+            gets=d["gets"],
+            seconds=dt,
+            plan_nbytes=reader.plan([f]).nbytes,
+            stats_bytes_received=delta.bytes_received,
+            stats_bytes_requested=delta.bytes_requested,
+            minimal=table.minimal_bytes([f]),
+        )
         per_frame.append(row)
-        emit(rec, reader="videoloader", op="frame", frame=f, seconds=dt, frames_per_s=1 / dt,
-             mb_per_s=d["bytes"] / dt / 1e6, bytes_received=d["bytes"], bytes_requested=delta.bytes_requested,
-             stats_bytes_received=delta.bytes_received, requests=d["gets"], plan_nbytes=row["plan_nbytes"],
-             minimal_bytes=row["minimal"])
+        emit(
+            rec,
+            reader="videoloader",
+            op="frame",
+            frame=f,
+            seconds=dt,
+            frames_per_s=1 / dt,
+            mb_per_s=d["bytes"] / dt / 1e6,
+            bytes_received=d["bytes"],
+            bytes_requested=delta.bytes_requested,
+            stats_bytes_received=delta.bytes_received,
+            requests=d["gets"],
+            plan_nbytes=row["plan_nbytes"],
+            minimal_bytes=row["minimal"],
+        )
     out["per_frame"] = per_frame
 
     # -- one batched call of the same frames
@@ -198,12 +254,28 @@ def measure_video(server, kind: str, path: Path, *, num_frames: int, seed: int, 
     dt = time.perf_counter() - t0
     d = m.delta(before)
     delta = st.since(snap)
-    out["batched"] = dict(d, seconds=dt, plan_nbytes=reader.plan(frames).nbytes,
-                          stats_bytes_received=delta.bytes_received, minimal=table.minimal_bytes(frames))
-    emit(rec, reader="videoloader", op="batch", frames=len(frames), seconds=dt, frames_per_s=len(frames) / dt,
-         mb_per_s=d["bytes"] / dt / 1e6, bytes_received=d["bytes"], bytes_requested=delta.bytes_requested,
-         stats_bytes_received=delta.bytes_received, requests=d["gets"], plan_nbytes=out["batched"]["plan_nbytes"],
-         minimal_bytes=out["batched"]["minimal"])
+    out["batched"] = dict(
+        d,
+        seconds=dt,
+        plan_nbytes=reader.plan(frames).nbytes,
+        stats_bytes_received=delta.bytes_received,
+        minimal=table.minimal_bytes(frames),
+    )
+    emit(
+        rec,
+        reader="videoloader",
+        op="batch",
+        frames=len(frames),
+        seconds=dt,
+        frames_per_s=len(frames) / dt,
+        mb_per_s=d["bytes"] / dt / 1e6,
+        bytes_received=d["bytes"],
+        bytes_requested=delta.bytes_requested,
+        stats_bytes_received=delta.bytes_received,
+        requests=d["gets"],
+        plan_nbytes=out["batched"]["plan_nbytes"],
+        minimal_bytes=out["batched"]["minimal"],
+    )
     reader.close()
 
     # -- PyAV over an fsspec HTTP file object (default block size)
@@ -233,12 +305,27 @@ def measure_video(server, kind: str, path: Path, *, num_frames: int, seed: int, 
                 differ.append(f)
     dt = time.perf_counter() - t0
     d = m.delta(before)
-    out["pyav_fsspec"] = dict(d, open_bytes=d_open["bytes"], open_requests=d_open["requests"], seconds=dt,
-                              open_seconds=t_open, frames_equal_to_videoloader=equal,
-                              frames_differing=differ)
-    emit(rec, reader="pyav_fsspec", op="open+frames", frames=len(frames), seconds=dt,
-         frames_per_s=len(frames) / dt, mb_per_s=d["bytes"] / dt / 1e6, bytes_received=d["bytes"],
-         requests=d["requests"], frames_equal_to_videoloader=equal)
+    out["pyav_fsspec"] = dict(
+        d,
+        open_bytes=d_open["bytes"],
+        open_requests=d_open["requests"],
+        seconds=dt,
+        open_seconds=t_open,
+        frames_equal_to_videoloader=equal,
+        frames_differing=differ,
+    )
+    emit(
+        rec,
+        reader="pyav_fsspec",
+        op="open+frames",
+        frames=len(frames),
+        seconds=dt,
+        frames_per_s=len(frames) / dt,
+        mb_per_s=d["bytes"] / dt / 1e6,
+        bytes_received=d["bytes"],
+        requests=d["requests"],
+        frames_equal_to_videoloader=equal,
+    )
     return out
 
 
@@ -275,14 +362,28 @@ def summarise(v: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-COLUMNS = ["kind", "index bytes", "index requests", "videoloader bytes/frame", "minimal bytes/frame", "ratio",
-           "ratio incl. index", "batch ratio", "PyAV-fsspec bytes/frame", "PyAV-fsspec / videoloader",
-           "full download bytes", "requests/frame", "PyAV frames equal", "stats==server"]
+COLUMNS = [
+    "kind",
+    "index bytes",
+    "index requests",
+    "videoloader bytes/frame",
+    "minimal bytes/frame",
+    "ratio",
+    "ratio incl. index",
+    "batch ratio",
+    "PyAV-fsspec bytes/frame",
+    "PyAV-fsspec / videoloader",
+    "full download bytes",
+    "requests/frame",
+    "PyAV frames equal",
+    "stats==server",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="10 s long files instead of 60 s")
     ap.add_argument("--long-seconds", type=float, default=None, help="length of the 720p files (default 60, quick 10)")
     ap.add_argument("--frames", type=int, default=16, help="random frames per video")
@@ -308,19 +409,20 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_long:
             nf = int(round(long_seconds * 30))
             tag = f"{int(long_seconds)}s"
-            recipe = dict(codec="h264", width=1280, height=720, num_frames=nf, fps=30, gop=60, bframes=3,
-                          preset="veryfast")
+            recipe = dict(
+                codec="h264", width=1280, height=720, num_frames=nf, fps=30, gop=60, bframes=3, preset="veryfast"
+            )
             p, gen[f"h264_720p_{tag}"] = _common.media_path(f"bw_h264_720p_{tag}", movflags="faststart", **recipe)
             videos.append((f"h264_720p_{tag}", p))
             p, gen[f"h264_720p_{tag}_frag"] = _common.media_path(
-                f"bw_h264_720p_{tag}_frag", movflags="frag_keyframe+empty_moov+default_base_moof", **recipe)
+                f"bw_h264_720p_{tag}_frag", movflags="frag_keyframe+empty_moov+default_base_moof", **recipe
+            )
             videos.append((f"h264_720p_{tag}_frag", p))
 
         results = []
         with LoopbackServer(latency_seconds=args.latency_ms / 1000) as server:
             for i, (kind, path) in enumerate(videos):
-                results.append(measure_video(server, kind, path, num_frames=args.frames, seed=args.seed + i,
-                                             base=base))
+                results.append(measure_video(server, kind, path, num_frames=args.frames, seed=args.seed + i, base=base))
 
     rows = [summarise(v) for v in results]
     table = _common.markdown_table(rows, COLUMNS)
@@ -335,20 +437,31 @@ def main(argv: list[str] | None = None) -> int:
         "kinds_under_5x_vs_pyav_fsspec": [r["kind"] for r in rows if r["PyAV-fsspec / videoloader"] < 5],
     }
     print()
-    print(f"## bandwidth ({'quick' if args.quick else 'full'}; {args.frames} random frames per video, "
-          f"latency {args.latency_ms:g} ms; bytes = body bytes the server sent)")
+    print(
+        f"## bandwidth ({'quick' if args.quick else 'full'}; {args.frames} random frames per video, "
+        f"latency {args.latency_ms:g} ms; bytes = body bytes the server sent)"
+    )
     print()
     print(table)
     print()
-    print("ratio = videoloader/minimal per-frame bytes (fresh call per frame); 'incl. index' adds the open's "
-          "bytes amortised over the frames; batch ratio = one call of all frames vs the union minimum; "
-          "PyAV-fsspec / videoloader = total bytes (open + frames) of each.")
+    print(
+        "ratio = videoloader/minimal per-frame bytes (fresh call per frame); 'incl. index' adds the open's "
+        "bytes amortised over the frames; batch ratio = one call of all frames vs the union minimum; "
+        "PyAV-fsspec / videoloader = total bytes (open + frames) of each."
+    )
     print()
     for k, v in verdict.items():
         print(f"- {k}: {v}")
-    payload = {"args": vars(args), "long_seconds": long_seconds, "generation_seconds": gen,
-               "device": _common.device_info(), "versions": _common.versions(), "summary": rows,
-               "verdict": verdict, "videos": results}
+    payload = {
+        "args": vars(args),
+        "long_seconds": long_seconds,
+        "generation_seconds": gen,
+        "device": _common.device_info(),
+        "versions": _common.versions(),
+        "summary": rows,
+        "verdict": verdict,
+        "videos": results,
+    }
     print(f"\nwrote {_common.write_json(args.out, payload)}")
     return 0
 

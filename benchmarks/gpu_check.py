@@ -44,8 +44,16 @@ DATA = ROOT / "benchmarks" / "gpu_check_data"
 CASES = {
     # name: (codec, encoder kwargs)
     "h264": ("h264", dict(pix_fmt="yuv420p", bframes=2, colorspace=1, color_range=1)),
-    "hevc10": ("hevc", dict(pix_fmt="yuv420p10le", bframes=2, colorspace=9, color_range=1,
-                            options={"x265-params": "log-level=error:open-gop=0"})),
+    "hevc10": (
+        "hevc",
+        dict(
+            pix_fmt="yuv420p10le",
+            bframes=2,
+            colorspace=9,
+            color_range=1,
+            options={"x265-params": "log-level=error:open-gop=0"},
+        ),
+    ),
     "av1": ("av1", dict(pix_fmt="yuv420p", colorspace=1, color_range=1)),
 }
 IDENTITY_SIZE = (480, 270)
@@ -81,18 +89,36 @@ def _table_from_index(path: Path) -> dict | None:
     except Exception:
         return None
     return dict(
-        offsets=idx.offsets, sizes=idx.sizes, pts=idx.pts, dts=idx.dts, is_sync=idx.is_sync,
-        codec=idx.codec, extradata=idx.extradata or b"", width=idx.width, height=idx.height,
-        timescale=idx.timescale, bit_depth=idx.bit_depth or 8, source="videoloader.mp4",
+        offsets=idx.offsets,
+        sizes=idx.sizes,
+        pts=idx.pts,
+        dts=idx.dts,
+        is_sync=idx.is_sync,
+        codec=idx.codec,
+        extradata=idx.extradata or b"",
+        width=idx.width,
+        height=idx.height,
+        timescale=idx.timescale,
+        bit_depth=idx.bit_depth or 8,
+        source="videoloader.mp4",
     )
 
 
 def _table_from_prepared(npz: Path) -> dict:
     z = np.load(npz, allow_pickle=False)
     return dict(
-        offsets=z["offsets"], sizes=z["sizes"], pts=z["pts"], dts=z["dts"], is_sync=z["is_sync"],
-        codec=str(z["codec"]), extradata=z["extradata"].tobytes(), width=int(z["width"]),
-        height=int(z["height"]), timescale=int(z["timescale"]), bit_depth=int(z["bit_depth"]), source="prepared",
+        offsets=z["offsets"],
+        sizes=z["sizes"],
+        pts=z["pts"],
+        dts=z["dts"],
+        is_sync=z["is_sync"],
+        codec=str(z["codec"]),
+        extradata=z["extradata"].tobytes(),
+        width=int(z["width"]),
+        height=int(z["height"]),
+        timescale=int(z["timescale"]),
+        bit_depth=int(z["bit_depth"]),
+        source="prepared",
     )
 
 
@@ -101,20 +127,28 @@ def _packets(table: dict, data: bytes):
 
     return [
         Packet(data[o : o + s], int(p), int(d), 1, bool(k))
-        for o, s, p, d, k in zip(table["offsets"], table["sizes"], table["pts"], table["dts"], table["is_sync"])
+        for o, s, p, d, k in zip(
+            table["offsets"], table["sizes"], table["pts"], table["dts"], table["is_sync"], strict=False
+        )
     ]
 
 
 def _config(table: dict):
     from videoloader.decoders._base import StreamConfig
 
-    return StreamConfig(table["codec"], table["extradata"] or None, table["width"], table["height"],
-                        table["timescale"], bit_depth=table["bit_depth"])
+    return StreamConfig(
+        table["codec"],
+        table["extradata"] or None,
+        table["width"],
+        table["height"],
+        table["timescale"],
+        bit_depth=table["bit_depth"],
+    )
 
 
 def _groups(packets):
     keys = [i for i, p in enumerate(packets) if p.is_sync] + [len(packets)]
-    return [packets[a:b] for a, b in zip(keys, keys[1:])]
+    return [packets[a:b] for a, b in zip(keys, keys[1:], strict=False)]
 
 
 def _group_of(packets, groups, pts: int):
@@ -133,9 +167,9 @@ def prepare() -> None:
     import av
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from _hw_media import encode  # the same recipes as the unit tests
-
     from videoloader.decoders._pyav import PyAVDecoder
+
+    from _hw_media import encode  # the same recipes as the unit tests
 
     DATA.mkdir(parents=True, exist_ok=True)
     summary = {}
@@ -152,10 +186,17 @@ def prepare() -> None:
                 extradata = cc.extradata or b""
                 timescale = st.time_base.denominator // st.time_base.numerator
             table = dict(
-                offsets=np.array([r[0] for r in rows], np.int64), sizes=np.array([r[1] for r in rows], np.int64),
-                pts=np.array([r[2] for r in rows], np.int64), dts=np.array([r[3] for r in rows], np.int64),
-                is_sync=np.array([r[4] for r in rows], bool), codec=codec, extradata=extradata, width=w, height=h,
-                timescale=timescale, bit_depth=10 if "10" in kw["pix_fmt"] else 8,
+                offsets=np.array([r[0] for r in rows], np.int64),
+                sizes=np.array([r[1] for r in rows], np.int64),
+                pts=np.array([r[2] for r in rows], np.int64),
+                dts=np.array([r[3] for r in rows], np.int64),
+                is_sync=np.array([r[4] for r in rows], bool),
+                codec=codec,
+                extradata=extradata,
+                width=w,
+                height=h,
+                timescale=timescale,
+                bit_depth=10 if "10" in kw["pix_fmt"] else 8,
             )
             extra = {}
             packets = _packets(table, data)
@@ -174,7 +215,9 @@ def prepare() -> None:
             np.savez_compressed(
                 DATA / f"{name}_{kind}.npz",
                 **{k: v for k, v in table.items() if k not in ("extradata", "codec")},
-                codec=np.array(codec), extradata=np.frombuffer(extradata, np.uint8), **extra,
+                codec=np.array(codec),
+                extradata=np.frombuffer(extradata, np.uint8),
+                **extra,
             )
             summary[f"{name}_{kind}"] = round(time.perf_counter() - t0, 1)
     print(json.dumps({"prepared": str(DATA), "seconds": summary}))
@@ -259,7 +302,7 @@ def check(json_path: str | None) -> int:
 
             dec = nv_cls(_config(table), output=OutputSpec(device="cuda"))
             psnrs = []
-            for pts, want in zip(z["expected_pts"], z["expected_rgb"]):
+            for pts, want in zip(z["expected_pts"], z["expected_rgb"], strict=False):
                 got = dec.decode_group(_group_of(packets, groups, int(pts)), [int(pts)])
                 if int(pts) not in got:
                     failures.append(f"{name}: NVDEC did not return pts {int(pts)}")
@@ -285,17 +328,23 @@ def check(json_path: str | None) -> int:
             result["cpu"] = _speed(lambda cfg: PyAVDecoder(cfg), stable, spackets)
             result["cpu_source"] = "live"
         else:
-            result["cpu"] = {"sequential_fps": float(speed_npz["cpu_sequential_fps"]),
-                             "random_fps": float(speed_npz["cpu_random_fps"])}
+            result["cpu"] = {
+                "sequential_fps": float(speed_npz["cpu_sequential_fps"]),
+                "random_fps": float(speed_npz["cpu_random_fps"]),
+            }
             result["cpu_source"] = "prepared (other machine)"
         rows.append(result)
     print(f"\nNVDEC check on {device}; videos {SPEED_SIZE[0]}x{SPEED_SIZE[1]}, {NUM_FRAMES} frames, GOP {GOP}")
-    print(f"{'case':8} {'PSNR min':>9} {'ok':>4} {'NVDEC seq':>10} {'NVDEC rnd':>10} {'CPU seq':>9} {'CPU rnd':>9}  cpu")
+    print(
+        f"{'case':8} {'PSNR min':>9} {'ok':>4} {'NVDEC seq':>10} {'NVDEC rnd':>10} {'CPU seq':>9} {'CPU rnd':>9}  cpu"
+    )
     for r in rows:
         nvs = r.get("nvdec", {})
-        print(f"{r['case']:8} {r.get('psnr_min_db', float('nan')):>9} {str(r.get('identity_ok', '-')):>4} "
-              f"{nvs.get('sequential_fps', '-'):>10} {nvs.get('random_fps', '-'):>10} "
-              f"{r['cpu']['sequential_fps']:>9} {r['cpu']['random_fps']:>9}  {r['cpu_source']}")
+        print(
+            f"{r['case']:8} {r.get('psnr_min_db', float('nan')):>9} {str(r.get('identity_ok', '-')):>4} "
+            f"{nvs.get('sequential_fps', '-'):>10} {nvs.get('random_fps', '-'):>10} "
+            f"{r['cpu']['sequential_fps']:>9} {r['cpu']['random_fps']:>9}  {r['cpu_source']}"
+        )
     for r in rows:
         print(json.dumps(r))
     if json_path:

@@ -63,10 +63,21 @@ def make_videos(directory: Path, count: int, num_frames: int, gop: int) -> list[
         if not path.exists():
             t = time.perf_counter()
             make_video(
-                path, codec="h264", width=1280, height=720, num_frames=num_frames, fps=30, gop=gop,
-                movflags="faststart", preset="ultrafast", seed=k,
+                path,
+                codec="h264",
+                width=1280,
+                height=720,
+                num_frames=num_frames,
+                fps=30,
+                gop=gop,
+                movflags="faststart",
+                preset="ultrafast",
+                seed=k,
             )
-            print(f"# made {path.name} ({path.stat().st_size / MB:.1f} MB) in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+            print(
+                f"# made {path.name} ({path.stat().st_size / MB:.1f} MB) in {time.perf_counter() - t:.1f} s",
+                file=sys.stderr,
+            )
         paths.append(path)
     return paths
 
@@ -167,7 +178,11 @@ def run_one(mode: str, dataset: VideoFrameDataset, *, batch_size: int, threads: 
         loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=0)
     elif mode == "workers2":
         loader = DataLoader(
-            dataset, batch_size=batch_size, sampler=sampler, num_workers=2, multiprocessing_context="fork",
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=2,
+            multiprocessing_context="fork",
             prefetch_factor=2,
         )
     elif mode == "threads":
@@ -202,8 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", nargs="+", default=["workers0", "workers2", "threads"])
     ap.add_argument("--threads", type=int, default=8, help="threads of the torchdata.nodes pipeline")
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--concurrent-samples", type=int, default=None,
-                    help="VideoFrameDataset(max_concurrent_samples=...) (default: the dataset's)")
+    ap.add_argument(
+        "--concurrent-samples",
+        type=int,
+        default=None,
+        help="VideoFrameDataset(max_concurrent_samples=...) (default: the dataset's)",
+    )
     ap.add_argument("--repeats", type=int, default=1, help="runs per configuration (median reported)")
     ap.add_argument("--videos", type=int, default=2)
     ap.add_argument("--frames", type=int, default=300, help="frames per video (30 fps)")
@@ -242,18 +261,20 @@ def main(argv: list[str] | None = None) -> int:
     for mode in args.modes:
         for latency_ms in args.latency_ms:
             rs = [r for r in runs if r["mode"] == mode and r["latency_ms"] == latency_ms]
-            results.append({
-                "mode": mode,
-                "latency_ms": latency_ms,
-                "clips_per_second": round(statistics.median(r["clips_per_second"] for r in rs), 2),
-                "clips_per_second_runs": [r["clips_per_second"] for r in rs],
-                "cpu_ms_per_clip": round(statistics.median(r["cpu_ms_per_clip"] or 0 for r in rs), 1),
-                "mb_per_clip": rs[-1]["mb_per_clip"],
-                "peak_rss_mb": max(r["peak_rss_mb"] or 0 for r in rs),
-                "rss_growth_mb": max(r["rss_growth_mb"] or 0 for r in rs),
-                "samples": rs[-1]["samples"],
-                "load_average": [min(r["load_average"][0] for r in rs), max(r["load_average"][1] for r in rs)],
-            })
+            results.append(
+                {
+                    "mode": mode,
+                    "latency_ms": latency_ms,
+                    "clips_per_second": round(statistics.median(r["clips_per_second"] for r in rs), 2),
+                    "clips_per_second_runs": [r["clips_per_second"] for r in rs],
+                    "cpu_ms_per_clip": round(statistics.median(r["cpu_ms_per_clip"] or 0 for r in rs), 1),
+                    "mb_per_clip": rs[-1]["mb_per_clip"],
+                    "peak_rss_mb": max(r["peak_rss_mb"] or 0 for r in rs),
+                    "rss_growth_mb": max(r["rss_growth_mb"] or 0 for r in rs),
+                    "samples": rs[-1]["samples"],
+                    "load_average": [min(r["load_average"][0] for r in rs), max(r["load_average"][1] for r in rs)],
+                }
+            )
     base = {r["mode"]: r["clips_per_second"] for r in results if r["latency_ms"] == 0}
     for r in results:
         b = base.get(r["mode"])
@@ -274,9 +295,15 @@ def main(argv: list[str] | None = None) -> int:
         f"\nLoader throughput ({env['videos']}; {env['clip']}; batch {args.batch_size}; {env['cpus']} CPUs; "
         f"median of {args.repeats} run(s) of {args.samples} clips)\n"
     )
-    print("| loader | latency | clips/s | vs 0 ms | runs (clips/s) | MB/clip | CPU ms/clip | peak RSS/proc (MB) | RSS growth (MB) | load avg |")
+    print(
+        "| loader | latency | clips/s | vs 0 ms | runs (clips/s) | MB/clip | CPU ms/clip | peak RSS/proc (MB) | RSS growth (MB) | load avg |"
+    )
     print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
-    names = {"workers0": "DataLoader, 0 workers", "workers2": "DataLoader, 2 workers (fork)", "threads": f"nodes, {args.threads} threads"}
+    names = {
+        "workers0": "DataLoader, 0 workers",
+        "workers2": "DataLoader, 2 workers (fork)",
+        "threads": f"nodes, {args.threads} threads",
+    }
     for r in results:
         print(
             f"| {names[r['mode']]} | {r['latency_ms']:.0f} ms | {r['clips_per_second']:.1f} | "

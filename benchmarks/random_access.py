@@ -45,8 +45,9 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402  (sets sys.path for videoloader and tests/)
@@ -54,15 +55,21 @@ import _common  # noqa: E402  (sets sys.path for videoloader and tests/)
 TORCHCODEC_PROBLEM = _common.ensure_torchcodec_ffmpeg()  # may re-exec this script once
 
 import numpy as np  # noqa: E402
-
 from bandwidth import Meter, PacketTable  # noqa: E402
 
 from videoloader._optional import require  # noqa: E402
 
 LOCAL_DECODERS = ["videoloader", "torchcodec_exact", "torchcodec_approx", "pyav_seek", "decord"]
 HTTP_READERS = ["videoloader", "torchcodec_exact", "torchcodec_approx", "pyav_fsspec"]
-COLOURS = {"videoloader": "#d62728", "torchcodec_exact": "#1f77b4", "torchcodec_approx": "#aec7e8",
-           "pyav_seek": "#2ca02c", "pyav_fsspec": "#2ca02c", "decord": "#9467bd", "full download": "#7f7f7f"}
+COLOURS = {
+    "videoloader": "#d62728",
+    "torchcodec_exact": "#1f77b4",
+    "torchcodec_approx": "#aec7e8",
+    "pyav_seek": "#2ca02c",
+    "pyav_fsspec": "#2ca02c",
+    "decord": "#9467bd",
+    "full download": "#7f7f7f",
+}
 
 
 def file_specs(seconds: float, quick: bool) -> list[tuple[str, dict]]:
@@ -180,11 +187,11 @@ LOCAL_RUNNERS: dict[str, Callable] = {
 def check_frames(frames: list[np.ndarray], idx: list[int], ref: list[np.ndarray] | None) -> dict:
     import media
 
-    wrong = [f for f, x in zip(idx, frames) if media.read_frame_number(x) != f]
+    wrong = [f for f, x in zip(idx, frames, strict=False) if media.read_frame_number(x) != f]
     if ref is None:
         return {"wrong": wrong, "differ": [], "mean_abs_diff": 0.0}
     differ, diffs = [], []
-    for f, x, y in zip(idx, frames, ref):
+    for f, x, y in zip(idx, frames, ref, strict=False):
         if x.shape != y.shape:
             differ.append(f)
             diffs.append(float("nan"))
@@ -222,7 +229,7 @@ def bench_local(files, *, num_frames: int, repeats: int, seed: int, base: dict, 
         errors: dict[str, list[str]] = {}
         ref = None
         for rep in range(repeats):
-            order = decoders[rep % len(decoders):] + decoders[: rep % len(decoders)]
+            order = decoders[rep % len(decoders) :] + decoders[: rep % len(decoders)]
             if ref is None and "videoloader" in decoders:  # the reference frames first
                 order = ["videoloader"] + [d for d in order if d != "videoloader"]
             for dec in order:
@@ -230,8 +237,16 @@ def bench_local(files, *, num_frames: int, repeats: int, seed: int, base: dict, 
                 try:
                     t_open, frames, info = LOCAL_RUNNERS[dec](str(path), idx, table)
                 except Exception as e:  # a peer failing is a result, not a crash
-                    _common.emit(dict(base, bench="random_access", part="local", file=name, decoder=dec,
-                                      error=f"{type(e).__name__}: {e}"))
+                    _common.emit(
+                        dict(
+                            base,
+                            bench="random_access",
+                            part="local",
+                            file=name,
+                            decoder=dec,
+                            error=f"{type(e).__name__}: {e}",
+                        )
+                    )
                     errors.setdefault(dec, []).append(f"{type(e).__name__}: {str(e)[:300]}")
                     continue
                 dt = time.perf_counter() - t0
@@ -242,25 +257,48 @@ def bench_local(files, *, num_frames: int, repeats: int, seed: int, base: dict, 
                         ref = frames
                     checks[dec] = check_frames(frames, idx, None if dec == "videoloader" else ref)
                     extra[dec] = info
-                _common.emit(dict(base, bench="random_access", part="local", file=name, decoder=dec,
-                                  backend="cpu", repeat=rep, frames=len(idx), seconds=dt, open_seconds=t_open,
-                                  frames_per_s=len(idx) / dt, wrong_frames=len(checks[dec].get("wrong", [])),
-                                  differ_from_videoloader=len(checks[dec].get("differ", [])), **info))
+                _common.emit(
+                    dict(
+                        base,
+                        bench="random_access",
+                        part="local",
+                        file=name,
+                        decoder=dec,
+                        backend="cpu",
+                        repeat=rep,
+                        frames=len(idx),
+                        seconds=dt,
+                        open_seconds=t_open,
+                        frames_per_s=len(idx) / dt,
+                        wrong_frames=len(checks[dec].get("wrong", [])),
+                        differ_from_videoloader=len(checks[dec].get("differ", [])),
+                        **info,
+                    )
+                )
                 del frames
         for dec in decoders:
             if not times[dec]:
                 rows.append({"file": name, "decoder": dec, "error": "; ".join(errors.get(dec, []))})
                 continue
             med = statistics.median(times[dec])
-            rows.append({
-                "file": name, "decoder": dec, "frames": len(idx), "indices": idx, "seconds": times[dec],
-                "median_seconds": med, "frames_per_s": len(idx) / med,
-                "best_frames_per_s": len(idx) / min(times[dec]),
-                "open_seconds": statistics.median(opens[dec]),
-                "wrong": checks[dec]["wrong"], "differ": checks[dec]["differ"],
-                "mean_abs_diff": checks[dec]["mean_abs_diff"], "failed_runs": errors.get(dec, []),
-                **extra.get(dec, {}),
-            })
+            rows.append(
+                {
+                    "file": name,
+                    "decoder": dec,
+                    "frames": len(idx),
+                    "indices": idx,
+                    "seconds": times[dec],
+                    "median_seconds": med,
+                    "frames_per_s": len(idx) / med,
+                    "best_frames_per_s": len(idx) / min(times[dec]),
+                    "open_seconds": statistics.median(opens[dec]),
+                    "wrong": checks[dec]["wrong"],
+                    "differ": checks[dec]["differ"],
+                    "mean_abs_diff": checks[dec]["mean_abs_diff"],
+                    "failed_runs": errors.get(dec, []),
+                    **extra.get(dec, {}),
+                }
+            )
     return rows
 
 
@@ -285,15 +323,24 @@ def http_run(server, reader: str, name: str, data: bytes, idx: list[int], table:
                 t_open, frames, info = run_pyav(fobj, idx, table)
             else:
                 t_open, frames, info = _run_torchcodec(reader.split("_", 1)[1].replace("approx", "approximate"))(
-                    fobj, idx, table)
+                    fobj, idx, table
+                )
     dt = time.perf_counter() - t0
     d = meter.delta(before)
     server.remove(sname)
     import media
 
-    wrong = [f for f, x in zip(idx, frames) if media.read_frame_number(x) != f]
-    return {"reader": reader, "seconds": dt, "open_seconds": t_open, "seconds_per_frame": dt / len(idx),
-            "bytes": d["bytes"], "requests": d["requests"], "wrong": wrong, **info}
+    wrong = [f for f, x in zip(idx, frames, strict=False) if media.read_frame_number(x) != f]
+    return {
+        "reader": reader,
+        "seconds": dt,
+        "open_seconds": t_open,
+        "seconds_per_frame": dt / len(idx),
+        "bytes": d["bytes"],
+        "requests": d["requests"],
+        "wrong": wrong,
+        **info,
+    }
 
 
 def bench_http(files, *, latencies_ms, num_frames: int, seed: int, base: dict, readers: list[str]) -> list[dict]:
@@ -315,11 +362,19 @@ def bench_http(files, *, latencies_ms, num_frames: int, seed: int, base: dict, r
                         r = {"reader": reader, "error": f"{type(e).__name__}: {e}"}
                     r.update(file=name, latency_ms=lat, frames=len(idx), file_bytes=len(data), indices=idx)
                     rows.append(r)
-                    rec = dict(base, bench="random_access", part="http", backend="cpu", **{
-                        k: v for k, v in r.items() if k != "indices"})
+                    rec = dict(
+                        base,
+                        bench="random_access",
+                        part="http",
+                        backend="cpu",
+                        **{k: v for k, v in r.items() if k != "indices"},
+                    )
                     if "seconds" in r:
-                        rec.update(frames_per_s=len(idx) / r["seconds"], bytes_received=r["bytes"],
-                                   mb_per_s=r["bytes"] / r["seconds"] / 1e6)
+                        rec.update(
+                            frames_per_s=len(idx) / r["seconds"],
+                            bytes_received=r["bytes"],
+                            mb_per_s=r["bytes"] / r["seconds"] / 1e6,
+                        )
                     _common.emit(rec)
     return rows
 
@@ -344,36 +399,58 @@ def local_tables(rows: list[dict], decoders: list[str]) -> tuple[str, str, list[
         pivot.append(row)
     detail = []
     for r in rows:
-        detail.append({
-            "file": r["file"], "decoder": r["decoder"],
-            "frames/s (median)": r.get("frames_per_s", float("nan")),
-            "frames/s (best)": r.get("best_frames_per_s", float("nan")),
-            "open ms": 1000 * r.get("open_seconds", float("nan")),
-            "runs s": " ".join(f"{s:.2f}" for s in r.get("seconds", [])),
-            "wrong frames": f"{len(r['wrong'])}/{r['frames']}" if "wrong" in r else r.get("error", ""),
-            "differ from videoloader": f"{len(r['differ'])}/{r['frames']}" if "differ" in r else "",
-            "mean abs diff": r.get("mean_abs_diff", float("nan")),
-            "failed runs": len(r.get("failed_runs", [])),
-        })
+        detail.append(
+            {
+                "file": r["file"],
+                "decoder": r["decoder"],
+                "frames/s (median)": r.get("frames_per_s", float("nan")),
+                "frames/s (best)": r.get("best_frames_per_s", float("nan")),
+                "open ms": 1000 * r.get("open_seconds", float("nan")),
+                "runs s": " ".join(f"{s:.2f}" for s in r.get("seconds", [])),
+                "wrong frames": f"{len(r['wrong'])}/{r['frames']}" if "wrong" in r else r.get("error", ""),
+                "differ from videoloader": f"{len(r['differ'])}/{r['frames']}" if "differ" in r else "",
+                "mean abs diff": r.get("mean_abs_diff", float("nan")),
+                "failed runs": len(r.get("failed_runs", [])),
+            }
+        )
     t1 = _common.markdown_table(pivot, ["file", *decoders, "videoloader / tc exact", "same, best of runs"])
-    t2 = _common.markdown_table(detail, ["file", "decoder", "frames/s (median)", "frames/s (best)", "open ms", "runs s", "wrong frames",
-                                         "differ from videoloader", "mean abs diff", "failed runs"])
+    t2 = _common.markdown_table(
+        detail,
+        [
+            "file",
+            "decoder",
+            "frames/s (median)",
+            "frames/s (best)",
+            "open ms",
+            "runs s",
+            "wrong frames",
+            "differ from videoloader",
+            "mean abs diff",
+            "failed runs",
+        ],
+    )
     return t1, t2, pivot
 
 
 def http_table(rows: list[dict]) -> str:
     out = []
     for r in rows:
-        out.append({
-            "file": r["file"], "latency ms": r["latency_ms"], "reader": r["reader"],
-            "ms/frame": 1000 * r["seconds_per_frame"] if "seconds_per_frame" in r else float("nan"),
-            "open ms": 1000 * r.get("open_seconds", float("nan")),
-            "bytes": r.get("bytes", r.get("error", "")), "requests": r.get("requests"),
-            "bytes / file": r["bytes"] / r["file_bytes"] if "bytes" in r else float("nan"),
-            "wrong": f"{len(r['wrong'])}/{r['frames']}" if "wrong" in r else "",
-        })
-    return _common.markdown_table(out, ["file", "latency ms", "reader", "ms/frame", "open ms", "bytes", "requests",
-                                        "bytes / file", "wrong"])
+        out.append(
+            {
+                "file": r["file"],
+                "latency ms": r["latency_ms"],
+                "reader": r["reader"],
+                "ms/frame": 1000 * r["seconds_per_frame"] if "seconds_per_frame" in r else float("nan"),
+                "open ms": 1000 * r.get("open_seconds", float("nan")),
+                "bytes": r.get("bytes", r.get("error", "")),
+                "requests": r.get("requests"),
+                "bytes / file": r["bytes"] / r["file_bytes"] if "bytes" in r else float("nan"),
+                "wrong": f"{len(r['wrong'])}/{r['frames']}" if "wrong" in r else "",
+            }
+        )
+    return _common.markdown_table(
+        out, ["file", "latency ms", "reader", "ms/frame", "open ms", "bytes", "requests", "bytes / file", "wrong"]
+    )
 
 
 def chart(local_rows, http_rows, decoders, path: Path, title: str) -> None:
@@ -387,18 +464,39 @@ def chart(local_rows, http_rows, decoders, path: Path, title: str) -> None:
     x = np.arange(len(files))
     for k, d in enumerate(decoders):
         vals = [by.get((f, d), {}).get("frames_per_s", 0.0) for f in files]
-        runs = [[by[(f, d)]["frames"] / t for t in by.get((f, d), {}).get("seconds", [])] or [v]
-                for f, v in zip(files, vals)]
-        err = np.array([[v - min(r) for v, r in zip(vals, runs)], [max(r) - v for v, r in zip(vals, runs)]])
-        bars = ax1.bar(x + (k - (len(decoders) - 1) / 2) * width, vals, width, label=d, color=COLOURS[d],
-                       edgecolor="black" if d == "videoloader" else "none", linewidth=0.8,
-                       yerr=err, error_kw={"elinewidth": 0.7, "capsize": 2, "ecolor": "#444444"})
-        for b, v, f, rr in zip(bars, vals, files, runs):
+        runs = [
+            [by[(f, d)]["frames"] / t for t in by.get((f, d), {}).get("seconds", [])] or [v]
+            for f, v in zip(files, vals, strict=False)
+        ]
+        err = np.array(
+            [
+                [v - min(r) for v, r in zip(vals, runs, strict=False)],
+                [max(r) - v for v, r in zip(vals, runs, strict=False)],
+            ]
+        )
+        bars = ax1.bar(
+            x + (k - (len(decoders) - 1) / 2) * width,
+            vals,
+            width,
+            label=d,
+            color=COLOURS[d],
+            edgecolor="black" if d == "videoloader" else "none",
+            linewidth=0.8,
+            yerr=err,
+            error_kw={"elinewidth": 0.7, "capsize": 2, "ecolor": "#444444"},
+        )
+        for b, v, f, rr in zip(bars, vals, files, runs, strict=False):
             r = by.get((f, d), {})
             mark = "✗" if r.get("wrong") else ""
-            ax1.annotate(f"{v:.1f}{mark}" if v < 10 else f"{v:.0f}{mark}", (b.get_x() + b.get_width() / 2, max(rr)),
-                         ha="center", va="bottom",
-                         fontsize=7, xytext=(0, 1), textcoords="offset points")
+            ax1.annotate(
+                f"{v:.1f}{mark}" if v < 10 else f"{v:.0f}{mark}",
+                (b.get_x() + b.get_width() / 2, max(rr)),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                xytext=(0, 1),
+                textcoords="offset points",
+            )
     ax1.set_xticks(x, files)
     ax1.set_ylabel("frames/s (16 random frames, incl. open;\nhigher is better; whiskers: range of runs)")
     ax1.set_title(f"Local files: random-access throughput, median of runs  ({title})", fontsize=10)
@@ -417,18 +515,33 @@ def chart(local_rows, http_rows, decoders, path: Path, title: str) -> None:
     x = np.arange(len(hfiles))
     for k, d in enumerate(readers):
         vals = [hb.get((f, d), np.nan) for f in hfiles]
-        bars = ax2.bar(x + (k - (len(readers) - 1) / 2) * width, vals, width, label=d, color=COLOURS[d],
-                       edgecolor="black" if d == "videoloader" else "none", linewidth=0.8,
-                       hatch="//" if d == "full download" else None)
-        for b, v in zip(bars, vals):
+        bars = ax2.bar(
+            x + (k - (len(readers) - 1) / 2) * width,
+            vals,
+            width,
+            label=d,
+            color=COLOURS[d],
+            edgecolor="black" if d == "videoloader" else "none",
+            linewidth=0.8,
+            hatch="//" if d == "full download" else None,
+        )
+        for b, v in zip(bars, vals, strict=False):
             if v == v:
-                ax2.annotate(_mb(v), (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=6.5,
-                             xytext=(0, 1), textcoords="offset points")
+                ax2.annotate(
+                    _mb(v),
+                    (b.get_x() + b.get_width() / 2, v),
+                    ha="center",
+                    va="bottom",
+                    fontsize=6.5,
+                    xytext=(0, 1),
+                    textcoords="offset points",
+                )
     ax2.set_yscale("log")
     ax2.set_xticks(x, [_short(f, http_rows) for f in hfiles], fontsize=8)
     ax2.set_ylabel("bytes fetched over HTTP (log; lower is better)")
-    ax2.set_title("Over HTTP (loopback, 0 ms latency): bytes to open + read the random frames; "
-                  "hatched = file size", fontsize=10)
+    ax2.set_title(
+        "Over HTTP (loopback, 0 ms latency): bytes to open + read the random frames; hatched = file size", fontsize=10
+    )
     ax2.legend(ncol=len(readers), fontsize=8, loc="upper left")
     ax2.grid(axis="y", alpha=0.3, which="both")
     seen = [v for v in hb.values() if v == v and v > 0]
@@ -452,15 +565,20 @@ def _short(f: str, rows) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="2 s clips, 1 repeat, 60 s long video")
     ap.add_argument("--seconds", type=float, default=None, help="clip length (default 10, quick 2)")
     ap.add_argument("--repeats", type=int, default=None, help="local repeats (default 3, quick 1)")
     ap.add_argument("--frames", type=int, default=16, help="random frames per clip")
-    ap.add_argument("--long-seconds", type=float, default=None,
-                    help="long video length (default 180, quick 60; 600 is the issue's ask but takes > 60 s "
-                         "to generate on 2 cores)")
+    ap.add_argument(
+        "--long-seconds",
+        type=float,
+        default=None,
+        help="long video length (default 180, quick 60; 600 is the issue's ask but takes > 60 s "
+        "to generate on 2 cores)",
+    )
     ap.add_argument("--long-frames", type=int, default=8)
     ap.add_argument("--latencies-ms", type=float, nargs="*", default=[0.0, 50.0])
     ap.add_argument("--http-files", nargs="*", default=None, help="clips to run over HTTP (default all)")
@@ -489,32 +607,46 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_long:
         nf = int(round(long_seconds * 30))
         p, gen["long"] = _common.media_path(
-            f"ra_long_720p_{long_seconds:g}s", codec="h264", width=1280, height=720, num_frames=nf, fps=30, gop=60,
-            preset="ultrafast", noise=0, movflags="faststart")
+            f"ra_long_720p_{long_seconds:g}s",
+            codec="h264",
+            width=1280,
+            height=720,
+            num_frames=nf,
+            fps=30,
+            gop=60,
+            preset="ultrafast",
+            noise=0,
+            movflags="faststart",
+        )
         long_file = (f"h264_720p_long_{long_seconds:g}s", p)
     print(f"# generation seconds: {gen}", file=sys.stderr)
 
     if args.generate_only:
         return 0
     t_start = time.perf_counter()
-    local_rows = bench_local(files, num_frames=args.frames, repeats=repeats, seed=args.seed, base=base,
-                             decoders=decoders)
+    local_rows = bench_local(
+        files, num_frames=args.frames, repeats=repeats, seed=args.seed, base=base, decoders=decoders
+    )
     t_local = time.perf_counter() - t_start
     http_rows: list[dict] = []
     if not args.no_http:
         hfiles = [f for f in files if args.http_files is None or f[0] in args.http_files]
-        http_rows += bench_http(hfiles, latencies_ms=args.latencies_ms, num_frames=args.frames, seed=args.seed,
-                                base=base, readers=readers)
+        http_rows += bench_http(
+            hfiles, latencies_ms=args.latencies_ms, num_frames=args.frames, seed=args.seed, base=base, readers=readers
+        )
     if long_file is not None:
-        http_rows += bench_http([long_file], latencies_ms=[0.0], num_frames=args.long_frames, seed=args.seed,
-                                base=base, readers=readers)
+        http_rows += bench_http(
+            [long_file], latencies_ms=[0.0], num_frames=args.long_frames, seed=args.seed, base=base, readers=readers
+        )
     t_total = time.perf_counter() - t_start
 
     t1, t2, pivot = local_tables(local_rows, decoders)
     mode = "quick" if args.quick else "full"
     print()
-    print(f"## random access, local files ({mode}: {seconds:g} s clips, {args.frames} random frames, "
-          f"median of {repeats}; frames/s including open)")
+    print(
+        f"## random access, local files ({mode}: {seconds:g} s clips, {args.frames} random frames, "
+        f"median of {repeats}; frames/s including open)"
+    )
     print()
     print(t1)
     print()
@@ -547,13 +679,28 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in verdict.items():
         print(f"- {k}: {v}")
     png = _common.RESULTS / f"{args.out}.png"
-    chart(local_rows, http_rows, decoders, png,
-          f"{mode}, {base.get('cpus')} CPUs, {seconds:g} s clips, median of {repeats}")
-    payload = {"args": vars(args), "seconds": seconds, "repeats": repeats, "long_seconds": long_seconds,
-               "generation_seconds": gen, "bench_seconds": {"local": t_local, "total": t_total},
-               "torchcodec_problem": TORCHCODEC_PROBLEM, "device": _common.device_info(),
-               "versions": _common.versions(), "local": local_rows, "local_pivot": pivot, "http": http_rows,
-               "verdict": verdict}
+    chart(
+        local_rows,
+        http_rows,
+        decoders,
+        png,
+        f"{mode}, {base.get('cpus')} CPUs, {seconds:g} s clips, median of {repeats}",
+    )
+    payload = {
+        "args": vars(args),
+        "seconds": seconds,
+        "repeats": repeats,
+        "long_seconds": long_seconds,
+        "generation_seconds": gen,
+        "bench_seconds": {"local": t_local, "total": t_total},
+        "torchcodec_problem": TORCHCODEC_PROBLEM,
+        "device": _common.device_info(),
+        "versions": _common.versions(),
+        "local": local_rows,
+        "local_pivot": pivot,
+        "http": http_rows,
+        "verdict": verdict,
+    }
     print(f"\nwrote {_common.write_json(args.out, payload)} and {png}")
     return 0
 

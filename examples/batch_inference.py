@@ -35,8 +35,11 @@ def main(argv: list[str] | None = None) -> int:
 
     urls = list(args.urls)
     if args.urls_file is not None:
-        urls += [line.strip() for line in Path(args.urls_file).read_text().splitlines()
-                 if line.strip() and not line.startswith("#")]
+        urls += [
+            line.strip()
+            for line in Path(args.urls_file).read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
     if not urls:
         parser.error("give URLs or --urls-file")
 
@@ -52,13 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     for v in result["videos"]:
         if v["ok"]:
-            print(f"{v['index']:4d} {v['url']}: {', '.join(v['top_classes'])} | {v['bandwidth_upstream_bytes']} bytes "
-                  f"| {v['total_time_seconds']:.3f} s")
+            print(
+                f"{v['index']:4d} {v['url']}: {', '.join(v['top_classes'])} | {v['bandwidth_upstream_bytes']} bytes "
+                f"| {v['total_time_seconds']:.3f} s"
+            )
         else:
             print(f"{v['index']:4d} {v['url']}: FAILED {v['error']['type']}: {v['error']['message']}")
-    print(f"{result['num_succeeded']}/{result['num_videos']} videos ok, "
-          f"{result['bandwidth_total_upstream_bytes']} bytes from the origin, "
-          f"{result['total_pipeline_time_seconds']:.2f} s in all")
+    print(
+        f"{result['num_succeeded']}/{result['num_videos']} videos ok, "
+        f"{result['bandwidth_total_upstream_bytes']} bytes from the origin, "
+        f"{result['total_pipeline_time_seconds']:.2f} s in all"
+    )
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0 if result["num_failed"] == 0 else 1

@@ -29,8 +29,10 @@ def main(argv: list[str] | None = None) -> int:
 
     with VideoReader(args.url, backend=args.backend) as reader:
         m = reader.metadata
-        print(f"{reader.url}: {m.codec} {m.width}x{m.height}, {m.num_frames} frames, {m.fps:.2f} fps, "
-              f"{m.duration_seconds:.2f} s, read via {m.access_path}")
+        print(
+            f"{reader.url}: {m.codec} {m.width}x{m.height}, {m.num_frames} frames, {m.fps:.2f} fps, "
+            f"{m.duration_seconds:.2f} s, read via {m.access_path}"
+        )
 
         rng = np.random.default_rng(args.seed)
         count = min(args.frames, m.num_frames)

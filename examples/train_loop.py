@@ -29,8 +29,10 @@ class TinyClipNet(nn.Module):
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 8, kernel_size=3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(8, 16, kernel_size=3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(3, 8, kernel_size=3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, kernel_size=3, stride=2, padding=1),
+            nn.ReLU(),
             nn.AdaptiveAvgPool2d(1),
         )
         self.head = nn.Linear(16, num_classes)
@@ -43,8 +45,11 @@ class TinyClipNet(nn.Module):
 def read_urls(args: argparse.Namespace) -> list[str]:
     urls = list(args.urls)
     if args.urls_file is not None:
-        urls += [line.strip() for line in Path(args.urls_file).read_text().splitlines()
-                 if line.strip() and not line.startswith("#")]
+        urls += [
+            line.strip()
+            for line in Path(args.urls_file).read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
     return urls
 
 
@@ -68,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     sources = [{"url": url, "label": i % args.classes} for i, url in enumerate(urls)]
     dataset = VideoFrameDataset(sources, RandomClip(args.clip), seed=args.seed, output_size=tuple(args.size))
-    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                        persistent_workers=args.workers > 0)
+    loader = DataLoader(
+        dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers, persistent_workers=args.workers > 0
+    )
     model = TinyClipNet(args.classes)
     optimiser = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
@@ -84,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             loss.backward()
             optimiser.step()
             fetched = int(batch["transfer"]["bytes_received"].sum())
-            print(f"epoch {epoch} step {step} loss {loss.item():.4f} clips {tuple(batch['frames'].shape)} "
-                  f"fetched {fetched} bytes")
+            print(
+                f"epoch {epoch} step {step} loss {loss.item():.4f} clips {tuple(batch['frames'].shape)} "
+                f"fetched {fetched} bytes"
+            )
             if not math.isfinite(loss.item()):
                 print("loss is not finite: stopping")
                 return 1

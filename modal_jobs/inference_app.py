@@ -71,8 +71,19 @@ IMAGE_ENV = {
     "NVIDIA_DRIVER_CAPABILITIES": "compute,utility,video",
     "PYTHONUNBUFFERED": "1",
 }
-SOURCE_IGNORE = [".venv", ".git", "**/__pycache__", "*.pyc", "wandb", "build", "dist", "*.egg-info", "modal_out",
-                 "benchmarks/results", ".pytest_cache"]
+SOURCE_IGNORE = [
+    ".venv",
+    ".git",
+    "**/__pycache__",
+    "*.pyc",
+    "wandb",
+    "build",
+    "dist",
+    "*.egg-info",
+    "modal_out",
+    "benchmarks/results",
+    ".pytest_cache",
+]
 
 
 def _secrets() -> list[Any]:
@@ -121,9 +132,15 @@ def run_shard(urls: list[str], options: dict[str, Any] | None = None, first_vide
 
 
 _SUM_KEYS = (
-    "num_videos", "num_succeeded", "num_failed",
-    "model_load_time_seconds", "frame_extraction_time_seconds", "preprocess_time_seconds",
-    "inference_time_seconds", "bandwidth_total_upstream_bytes", "bandwidth_total_downstream_bytes",
+    "num_videos",
+    "num_succeeded",
+    "num_failed",
+    "model_load_time_seconds",
+    "frame_extraction_time_seconds",
+    "preprocess_time_seconds",
+    "inference_time_seconds",
+    "bandwidth_total_upstream_bytes",
+    "bandwidth_total_downstream_bytes",
     "bandwidth_num_requests",
 )
 _CONCAT_KEYS = ("top_classes", "confidences", "selected_timestamps_seconds", "videos", "frame_png_bytes_list")
@@ -189,8 +206,9 @@ def infer_shard(urls: list[str], options: dict[str, Any] | None = None, first_vi
     return result
 
 
-def fan_out(urls: list[str], options: dict[str, Any] | None = None, *, shard_size: int = DEFAULT_SHARD_SIZE,
-            local: bool = False) -> dict[str, Any]:
+def fan_out(
+    urls: list[str], options: dict[str, Any] | None = None, *, shard_size: int = DEFAULT_SHARD_SIZE, local: bool = False
+) -> dict[str, Any]:
     """Split ``urls`` into shards, run them over containers, merge (``local=True``: in this process)."""
     t0 = time.perf_counter()
     shards = split_shards(urls, shard_size)
@@ -220,8 +238,11 @@ def main(
     """``modal run modal_jobs/inference_app.py --urls a,b --frames 4 --out-dir modal_out``."""
     url_list = [u.strip() for u in urls.split(",") if u.strip()]
     if urls_file:
-        url_list += [line.strip() for line in Path(urls_file).read_text().splitlines()
-                     if line.strip() and not line.startswith("#")]
+        url_list += [
+            line.strip()
+            for line in Path(urls_file).read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
     if not url_list:
         raise SystemExit("give --urls URL[,URL...] or --urls-file FILE (public http(s):// or s3:// URLs)")
     if wandb and not USE_WANDB:
@@ -242,9 +263,11 @@ def main(
     }
     result = fan_out(url_list, options, shard_size=shard_size)
     path = write_outputs(result, out_dir)
-    print(f"{result['num_succeeded']}/{result['num_videos']} videos ok on {result['gpu_names'] or result['device']} "
-          f"in {result['shards']} shard(s); {result['bandwidth_total_upstream_mb']:.2f} MB upstream, "
-          f"{result['total_pipeline_time_seconds']:.1f} s; results in {path}")
+    print(
+        f"{result['num_succeeded']}/{result['num_videos']} videos ok on {result['gpu_names'] or result['device']} "
+        f"in {result['shards']} shard(s); {result['bandwidth_total_upstream_mb']:.2f} MB upstream, "
+        f"{result['total_pipeline_time_seconds']:.1f} s; results in {path}"
+    )
     for v in result["videos"]:
         if not v["ok"]:
             print(f"FAILED {v['index']} {v['url']}: {v['error']['type']}: {v['error']['message']}")

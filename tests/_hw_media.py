@@ -131,14 +131,16 @@ def demux(data: bytes) -> Demuxed:
     """Samples (decode order) and extradata, as our own index would give them."""
     with av.open(io.BytesIO(data)) as c:
         st = c.streams.video[0]
-        samples = [
-            Sample(bytes(p), int(p.pts), int(p.dts), bool(p.is_keyframe))
-            for p in c.demux(st)
-            if p.size
-        ]
+        samples = [Sample(bytes(p), int(p.pts), int(p.dts), bool(p.is_keyframe)) for p in c.demux(st) if p.size]
         cc = st.codec_context
-        return Demuxed(st.codec_context.name if cc.name != "libdav1d" else "av1", cc.extradata,
-                       st.time_base, samples, cc.width, cc.height)
+        return Demuxed(
+            st.codec_context.name if cc.name != "libdav1d" else "av1",
+            cc.extradata,
+            st.time_base,
+            samples,
+            cc.width,
+            cc.height,
+        )
 
 
 def reference_frames(data: bytes) -> list[tuple[int, np.ndarray]]:

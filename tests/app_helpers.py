@@ -14,28 +14,71 @@ CLASS_NAMES = [f"pattern_{i}" for i in range(10)]
 
 # Keys every run_inference result carries (docs/inference.md), with their types.
 TOP_LEVEL_KEYS = {
-    "status": str, "num_videos": int, "num_succeeded": int, "num_failed": int,
-    "platform": str, "device": str, "torch_version": str, "model": str, "backend": str,
-    "frames_per_video": int, "random_seed": int, "batch_size": int,
-    "top_classes": list, "confidences": list, "selected_timestamps_seconds": list,
-    "model_load_time_seconds": float, "frame_extraction_time_seconds": float,
-    "preprocess_time_seconds": float, "inference_time_seconds": float, "total_pipeline_time_seconds": float,
-    "bandwidth_total_upstream_bytes": int, "bandwidth_total_downstream_bytes": int,
-    "bandwidth_total_upstream_mb": float, "bandwidth_total_downstream_mb": float,
-    "bandwidth_num_requests": int, "videos": list,
+    "status": str,
+    "num_videos": int,
+    "num_succeeded": int,
+    "num_failed": int,
+    "platform": str,
+    "device": str,
+    "torch_version": str,
+    "model": str,
+    "backend": str,
+    "frames_per_video": int,
+    "random_seed": int,
+    "batch_size": int,
+    "top_classes": list,
+    "confidences": list,
+    "selected_timestamps_seconds": list,
+    "model_load_time_seconds": float,
+    "frame_extraction_time_seconds": float,
+    "preprocess_time_seconds": float,
+    "inference_time_seconds": float,
+    "total_pipeline_time_seconds": float,
+    "bandwidth_total_upstream_bytes": int,
+    "bandwidth_total_downstream_bytes": int,
+    "bandwidth_total_upstream_mb": float,
+    "bandwidth_total_downstream_mb": float,
+    "bandwidth_num_requests": int,
+    "videos": list,
 }
 NULLABLE_TOP_LEVEL_KEYS = ("gpu_name", "cuda_version", "weights", "weights_dir", "offset_max_seconds")
 VIDEO_KEYS = {
-    "index": int, "url": str, "ok": bool, "status": str,
-    "selected_frame_indices": list, "selected_timestamps_seconds": list,
-    "top_classes": list, "top_class_indices": list, "confidences": list, "predictions": list,
-    "frame_extraction_time_seconds": float, "preprocess_time_seconds": float,
-    "inference_time_seconds": float, "total_time_seconds": float,
-    "bandwidth_upstream_bytes": int, "bandwidth_downstream_bytes": int, "bandwidth_requested_bytes": int,
-    "bandwidth_num_requests": int, "bandwidth_upstream_mb": float, "bandwidth_downstream_mb": float,
+    "index": int,
+    "url": str,
+    "ok": bool,
+    "status": str,
+    "selected_frame_indices": list,
+    "selected_timestamps_seconds": list,
+    "top_classes": list,
+    "top_class_indices": list,
+    "confidences": list,
+    "predictions": list,
+    "frame_extraction_time_seconds": float,
+    "preprocess_time_seconds": float,
+    "inference_time_seconds": float,
+    "total_time_seconds": float,
+    "bandwidth_upstream_bytes": int,
+    "bandwidth_downstream_bytes": int,
+    "bandwidth_requested_bytes": int,
+    "bandwidth_num_requests": int,
+    "bandwidth_upstream_mb": float,
+    "bandwidth_downstream_mb": float,
 }
-NULLABLE_VIDEO_KEYS = ("num_frames", "fps", "duration_seconds", "width", "height", "codec", "container",
-                       "access_path", "backend", "file_size_bytes", "frames_requested", "frames_returned", "error")
+NULLABLE_VIDEO_KEYS = (
+    "num_frames",
+    "fps",
+    "duration_seconds",
+    "width",
+    "height",
+    "codec",
+    "container",
+    "access_path",
+    "backend",
+    "file_size_bytes",
+    "frames_requested",
+    "frames_returned",
+    "error",
+)
 
 
 class TinyNet(torch.nn.Module):
@@ -61,15 +104,21 @@ def check_result_schema(result: dict[str, Any]) -> None:
         assert isinstance(result[key], typ), (key, type(result[key]))
     for key in NULLABLE_TOP_LEVEL_KEYS:
         assert key in result, key
-    for key in ("model_load_time_seconds", "frame_extraction_time_seconds", "preprocess_time_seconds",
-                "inference_time_seconds", "total_pipeline_time_seconds"):
+    for key in (
+        "model_load_time_seconds",
+        "frame_extraction_time_seconds",
+        "preprocess_time_seconds",
+        "inference_time_seconds",
+        "total_pipeline_time_seconds",
+    ):
         assert result[key] >= 0, key
     assert result["model_load_time_seconds"] <= result["total_pipeline_time_seconds"]
     assert result["bandwidth_total_upstream_mb"] == result["bandwidth_total_upstream_bytes"] / 1e6
     assert result["bandwidth_total_downstream_mb"] == result["bandwidth_total_downstream_bytes"] / 1e6
     assert result["num_videos"] == len(result["videos"]) == result["num_succeeded"] + result["num_failed"]
-    assert result["status"] == ("ok" if result["num_failed"] == 0 else
-                                "failed" if result["num_failed"] == result["num_videos"] else "partial")
+    assert result["status"] == (
+        "ok" if result["num_failed"] == 0 else "failed" if result["num_failed"] == result["num_videos"] else "partial"
+    )
     ok = [v for v in result["videos"] if v["ok"]]
     assert result["top_classes"] == [c for v in ok for c in v["top_classes"]]
     assert result["confidences"] == [c for v in ok for c in v["confidences"]]
@@ -104,8 +153,13 @@ def check_result_schema(result: dict[str, Any]) -> None:
             for preds, top, conf in zip(v["predictions"], v["top_classes"], v["confidences"], strict=True):
                 assert preds[0]["class"] == top and preds[0]["confidence"] == conf
                 assert [p["confidence"] for p in preds] == sorted((p["confidence"] for p in preds), reverse=True)
-            assert abs(v["total_time_seconds"] - (v["frame_extraction_time_seconds"] + v["preprocess_time_seconds"]
-                                                  + v["inference_time_seconds"])) < 1e-9
+            assert (
+                abs(
+                    v["total_time_seconds"]
+                    - (v["frame_extraction_time_seconds"] + v["preprocess_time_seconds"] + v["inference_time_seconds"])
+                )
+                < 1e-9
+            )
         else:
             assert v["status"] == "failed"
             err = v["error"]

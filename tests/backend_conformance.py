@@ -24,12 +24,13 @@ from typing import ClassVar
 import av
 import pytest
 import torch
-from _hw_media import encode
 
 from videoloader import read_index
 from videoloader._errors import CorruptVideoError
 from videoloader.decoders import DecoderBackend, OutputSpec, Packet, StreamConfig
 from videoloader.decoders._pyav import frame_to_tensor
+
+from _hw_media import encode
 
 __all__ = ["BackendConformance", "Clip", "make_clip"]
 

@@ -72,8 +72,13 @@ def make_corpus(directory: Path | str) -> dict[str, Path]:
             tmp = directory / f".{name}.tmp.mp4"
             media.make_video(tmp, **_COMMON, **recipe)
             if strip_mfra:
-                tmp.write_bytes(b"".join(tmp.read_bytes()[b.start : b.stop]
-                                         for b in media.iter_boxes(tmp.read_bytes()) if b.type != "mfra"))
+                tmp.write_bytes(
+                    b"".join(
+                        tmp.read_bytes()[b.start : b.stop]
+                        for b in media.iter_boxes(tmp.read_bytes())
+                        if b.type != "mfra"
+                    )
+                )
             tmp.replace(path)
         out[name] = path
     return out
@@ -83,9 +88,34 @@ def make_corpus(directory: Path | str) -> dict[str, Path]:
 
 _CONTAINERS = {"moov", "trak", "mdia", "minf", "stbl", "edts", "dinf", "mvex", "moof", "traf", "mfra", "udta"}
 _VISUAL_ENTRIES = {"avc1", "avc3", "hvc1", "hev1", "av01", "vp09", "mp4v", "encv"}
-_TABLES = {"stts", "ctts", "stss", "stps", "stsz", "stz2", "stsc", "stco", "co64", "elst", "trun", "tfhd",
-           "tfdt", "sidx", "mdhd", "mvhd", "tkhd", "hdlr", "mehd", "trex", "tfra", "mfro", "mfhd", "stsd",
-           "avcC", "hvcC"}
+_TABLES = {
+    "stts",
+    "ctts",
+    "stss",
+    "stps",
+    "stsz",
+    "stz2",
+    "stsc",
+    "stco",
+    "co64",
+    "elst",
+    "trun",
+    "tfhd",
+    "tfdt",
+    "sidx",
+    "mdhd",
+    "mvhd",
+    "tkhd",
+    "hdlr",
+    "mehd",
+    "trex",
+    "tfra",
+    "mfro",
+    "mfhd",
+    "stsd",
+    "avcC",
+    "hvcC",
+}
 #: Offsets (from the body start) of count-like fields: (offset, width in bytes).
 _COUNTS: dict[str, list[tuple[int, int]]] = {
     **{t: [(4, 4)] for t in ("stts", "ctts", "stss", "stps", "stco", "co64", "stsc", "elst", "stsd")},
@@ -102,11 +132,29 @@ _COUNTS: dict[str, list[tuple[int, int]]] = {
     "tkhd": [(12, 4)],
 }
 _TYPE_SWAPS = {
-    "moov": ["free", "moof", "mdat"], "mdat": ["free", "moov"], "moof": ["free", "moov"], "trak": ["free"],
-    "stco": ["co64"], "co64": ["stco"], "stsz": ["stz2"], "stz2": ["stsz"], "sidx": ["free", "moof"],
-    "avc1": ["hvc1", "avc3", "encv"], "hvc1": ["hev1", "avc1"], "avcC": ["hvcC", "free"], "hvcC": ["avcC"],
-    "stss": ["stps", "free"], "ctts": ["free"], "elst": ["free"], "tfdt": ["free"], "mfra": ["free"],
-    "stts": ["ctts"], "trun": ["free"], "traf": ["free"], "mvex": ["free"], "edts": ["free"],
+    "moov": ["free", "moof", "mdat"],
+    "mdat": ["free", "moov"],
+    "moof": ["free", "moov"],
+    "trak": ["free"],
+    "stco": ["co64"],
+    "co64": ["stco"],
+    "stsz": ["stz2"],
+    "stz2": ["stsz"],
+    "sidx": ["free", "moof"],
+    "avc1": ["hvc1", "avc3", "encv"],
+    "hvc1": ["hev1", "avc1"],
+    "avcC": ["hvcC", "free"],
+    "hvcC": ["avcC"],
+    "stss": ["stps", "free"],
+    "ctts": ["free"],
+    "elst": ["free"],
+    "tfdt": ["free"],
+    "mfra": ["free"],
+    "stts": ["ctts"],
+    "trun": ["free"],
+    "traf": ["free"],
+    "mvex": ["free"],
+    "edts": ["free"],
 }
 
 
@@ -163,8 +211,27 @@ def box_tree(data: bytes) -> list[Node]:
 
 
 def _interesting32(rng: random.Random, size: int) -> int:
-    return rng.choice([0, 1, 2, 7, 8, 0xFF, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFE, 0xFFFFFFFF,
-                       20_000_000, size, max(size - 1, 0), rng.getrandbits(32), rng.getrandbits(16)])
+    return rng.choice(
+        [
+            0,
+            1,
+            2,
+            7,
+            8,
+            0xFF,
+            0xFFFF,
+            0x10000,
+            0x7FFFFFFF,
+            0x80000000,
+            0xFFFFFFFE,
+            0xFFFFFFFF,
+            20_000_000,
+            size,
+            max(size - 1, 0),
+            rng.getrandbits(32),
+            rng.getrandbits(16),
+        ]
+    )
 
 
 def _interesting(rng: random.Random, width: int, size: int) -> int:
@@ -198,8 +265,20 @@ def mutate_once(data: bytearray, rng: random.Random) -> str:
     tables = [n for n in nodes if n.type in _TABLES]
     mdats = [n for n in nodes if n.type == "mdat" and n.size > n.header]
     kind = rng.choices(
-        ["header_bitflip", "table_bitflip", "table_word", "count", "box_size", "zero_size", "truncate",
-         "duplicate", "remove", "type_swap", "payload_bitflip", "pointer"],
+        [
+            "header_bitflip",
+            "table_bitflip",
+            "table_word",
+            "count",
+            "box_size",
+            "zero_size",
+            "truncate",
+            "duplicate",
+            "remove",
+            "type_swap",
+            "payload_bitflip",
+            "pointer",
+        ],
         weights=[10, 14, 12, 16, 10, 5, 8, 7, 5, 6, 7, 8],
     )[0]
     pointers = [n for n in nodes if n.type in ("stco", "co64", "tfra", "tfhd", "sidx", "mfro", "trun")]
@@ -247,8 +326,24 @@ def mutate_once(data: bytearray, rng: random.Random) -> str:
         return f"{kind} {n.type}@{n.start}+{n.header + offset} = {value:#x}"
     if kind == "box_size":
         n = rng.choice(nodes)
-        value = rng.choice([1, 2, 7, 8, 9, n.size - 1, n.size + 1, n.size + rng.randint(2, 64), n.size * 2,
-                            0x7FFFFFFF, 0xFFFFFFFF, size - n.start, size - n.start + 1, rng.getrandbits(32)])
+        value = rng.choice(
+            [
+                1,
+                2,
+                7,
+                8,
+                9,
+                n.size - 1,
+                n.size + 1,
+                n.size + rng.randint(2, 64),
+                n.size * 2,
+                0x7FFFFFFF,
+                0xFFFFFFFF,
+                size - n.start,
+                size - n.start + 1,
+                rng.getrandbits(32),
+            ]
+        )
         _put(data, n.start, max(value, 0) & 0xFFFFFFFF, 4)
         if value == 1 and rng.random() < 0.5:  # a largesize made of the body's first bytes, or a chosen one
             _put(data, n.start + 8, rng.choice([0, 8, 15, 16, n.size, 1 << 40, (1 << 64) - 1]), 8)
@@ -357,12 +452,16 @@ def _same_index(a, b) -> bool:
 
     arrays = ("offsets", "sizes", "pts", "dts", "is_sync", "is_discard")
     scalars = ("codec", "extradata", "width", "height", "timescale", "bit_depth", "sample_entry")
-    return (all(np.array_equal(getattr(a, k), getattr(b, k)) for k in arrays)
-            and all(getattr(a, k) == getattr(b, k) for k in scalars))
+    return all(np.array_equal(getattr(a, k), getattr(b, k)) for k in arrays) and all(
+        getattr(a, k) == getattr(b, k) for k in scalars
+    )
 
 
 def _intact_samples(index, original: bytes, data: bytes) -> bool:
-    return all(original[o : o + s] == data[o : o + s] for o, s in zip(index.offsets.tolist(), index.sizes.tolist()))
+    return all(
+        original[o : o + s] == data[o : o + s]
+        for o, s in zip(index.offsets.tolist(), index.sizes.tolist(), strict=False)
+    )
 
 
 def _where(exc: BaseException) -> list[str]:
@@ -455,7 +554,11 @@ class _Worker:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(HERE), os.environ.get("PYTHONPATH", "")]))
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--worker", str(corpus_dir), str(headroom)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            text=True,
             bufsize=1,
         )
         self.case: tuple[str, int] | None = None
@@ -474,8 +577,16 @@ class _Worker:
         self.proc.wait()
 
 
-def run_cases(corpus_dir: Path | str, todo: list[tuple[str, int]], *, workers: int = 2, timeout: float = 10.0,
-              headroom: int = 1 << 30, start_timeout: float = 120.0, progress=None) -> list[dict]:
+def run_cases(
+    corpus_dir: Path | str,
+    todo: list[tuple[str, int]],
+    *,
+    workers: int = 2,
+    timeout: float = 10.0,
+    headroom: int = 1 << 30,
+    start_timeout: float = 120.0,
+    progress=None,
+) -> list[dict]:
     """Run ``todo`` on ``workers`` sandboxed processes; one result dict per case, in order.
 
     Args:
@@ -537,8 +648,10 @@ def _failed(corpus_dir: Path, case: tuple[str, int], outcome: str, detail: str) 
 def describe(result: dict) -> str:
     """One line naming a case, for failure reports."""
     where = " <- ".join(reversed(result.get("where", [])))
-    return (f"{result['name']} seed {result['seed']}: {result['outcome']} {result.get('detail', '')} "
-            f"[{'; '.join(result.get('steps', []))}]" + (f" at {where}" if where else ""))
+    return (
+        f"{result['name']} seed {result['seed']}: {result['outcome']} {result.get('detail', '')} "
+        f"[{'; '.join(result.get('steps', []))}]" + (f" at {where}" if where else "")
+    )
 
 
 if __name__ == "__main__":

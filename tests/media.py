@@ -25,12 +25,12 @@ What FFmpeg (PyAV 18.1, libavformat 62) does with each corpus file is recorded i
 from __future__ import annotations
 
 import dataclasses
-import os
 import fractions
+import os
 import struct
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -174,8 +174,24 @@ def _x265_params(gop: int, bframes: int, open_gop: bool, extra: str | None) -> s
     return ":".join(params)
 
 
-def _add_video_stream(container, *, codec, width, height, fps, time_base, gop, bframes, pix_fmt,
-                      open_gop, preset, crf, options, threads, codec_tag):
+def _add_video_stream(
+    container,
+    *,
+    codec,
+    width,
+    height,
+    fps,
+    time_base,
+    gop,
+    bframes,
+    pix_fmt,
+    open_gop,
+    preset,
+    crf,
+    options,
+    threads,
+    codec_tag,
+):
     encoder = _ENCODERS.get(codec, codec)
     stream = container.add_stream(encoder, rate=fractions.Fraction(fps).limit_denominator(1001))
     stream.width, stream.height = width, height
@@ -187,20 +203,35 @@ def _add_video_stream(container, *, codec, width, height, fps, time_base, gop, b
         stream.codec_tag = codec_tag
     opts: dict[str, str] = {}
     if encoder == "libx264":
-        opts = {"preset": preset or "veryfast", "crf": str(crf if crf is not None else 20),
-                "x264-params": _x264_params(gop, bframes, open_gop, (options or {}).pop("x264-params", None))}
+        opts = {
+            "preset": preset or "veryfast",
+            "crf": str(crf if crf is not None else 20),
+            "x264-params": _x264_params(gop, bframes, open_gop, (options or {}).pop("x264-params", None)),
+        }
         stream.codec_context.max_b_frames = bframes
     elif encoder == "libx265":
-        opts = {"preset": preset or "ultrafast", "crf": str(crf if crf is not None else 22),
-                "x265-params": _x265_params(gop, bframes, open_gop, (options or {}).pop("x265-params", None))}
+        opts = {
+            "preset": preset or "ultrafast",
+            "crf": str(crf if crf is not None else 22),
+            "x265-params": _x265_params(gop, bframes, open_gop, (options or {}).pop("x265-params", None)),
+        }
         stream.codec_context.max_b_frames = bframes
     elif encoder == "libvpx-vp9":
-        opts = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "row-mt": "1",
-                "crf": str(crf if crf is not None else 30), "b": "0"}
+        opts = {
+            "deadline": "realtime",
+            "cpu-used": "8",
+            "lag-in-frames": "0",
+            "row-mt": "1",
+            "crf": str(crf if crf is not None else 30),
+            "b": "0",
+        }
     elif encoder == "libsvtav1":
         os.environ.setdefault("SVT_LOG", "1")  # errors only; SVT-AV1 logs its config to stderr
-        opts = {"preset": preset or "10", "crf": str(crf if crf is not None else 35),
-                "svtav1-params": f"keyint={gop}:scd=0"}
+        opts = {
+            "preset": preset or "10",
+            "crf": str(crf if crf is not None else 35),
+            "svtav1-params": f"keyint={gop}:scd=0",
+        }
     opts.update(options or {})
     stream.options = opts
     if threads is not None:
@@ -313,9 +344,22 @@ def make_video(
     with av.open(str(path), mode="w", format=fmt, options=mux_options) as out:
         audio_stream = _add_audio_stream(out, audio_codec) if audio and audio_first else None
         video = _add_video_stream(
-            out, codec=codec, width=width, height=height, fps=fps, time_base=time_base, gop=gop,
-            bframes=bframes, pix_fmt=pix_fmt, open_gop=open_gop, preset=preset, crf=crf,
-            options=dict(options or {}), threads=threads, codec_tag=codec_tag)
+            out,
+            codec=codec,
+            width=width,
+            height=height,
+            fps=fps,
+            time_base=time_base,
+            gop=gop,
+            bframes=bframes,
+            pix_fmt=pix_fmt,
+            open_gop=open_gop,
+            preset=preset,
+            crf=crf,
+            options=dict(options or {}),
+            threads=threads,
+            codec_tag=codec_tag,
+        )
         if audio and not audio_first:
             audio_stream = _add_audio_stream(out, audio_codec)
         shift = int(round(pts_shift_frames * frame_ticks))
@@ -367,8 +411,7 @@ def decode_all_frames(path: Path | str, *, stream_index: int = 0) -> list[tuple[
     import av
 
     with av.open(str(path)) as container:
-        return [(frame.pts, frame.to_ndarray(format="rgb24"))
-                for frame in container.decode(video=stream_index)]
+        return [(frame.pts, frame.to_ndarray(format="rgb24")) for frame in container.decode(video=stream_index)]
 
 
 # --------------------------------------------------------------------------- boxes
@@ -396,8 +439,7 @@ class Box:
         return self.start + self.header_size
 
 
-_CONTAINER_BOXES = {"moov", "trak", "mdia", "minf", "stbl", "edts", "dinf", "mvex", "moof", "traf",
-                    "mfra", "udta"}
+_CONTAINER_BOXES = {"moov", "trak", "mdia", "minf", "stbl", "edts", "dinf", "mvex", "moof", "traf", "mfra", "udta"}
 
 
 def iter_boxes(data: bytes, start: int = 0, stop: int | None = None) -> Iterator[Box]:
@@ -539,105 +581,254 @@ for _i in range(_VFR_NUM_FRAMES - 1):
     _VFR_PTS.append(_VFR_PTS[-1] + _VFR_DURATIONS_MS[_i % len(_VFR_DURATIONS_MS)])
 
 
-def _kind(codec, container, num_frames, *, decoded=None, features=(), fragmented=False, gop=30,
-          bframes=0, pix_fmt="yuv420p", fps=30, size=_SMALL, notes="", post=None, sync=None,
-          **recipe) -> MediaKind:
+def _kind(
+    codec,
+    container,
+    num_frames,
+    *,
+    decoded=None,
+    features=(),
+    fragmented=False,
+    gop=30,
+    bframes=0,
+    pix_fmt="yuv420p",
+    fps=30,
+    size=_SMALL,
+    notes="",
+    post=None,
+    sync=None,
+    **recipe,
+) -> MediaKind:
     # threads=1: x264 writes one slice per frame on any machine; bitexact: Matroska then writes
     # no random segment UID. Files without B-frames are then byte-reproducible.
-    recipe = dict(codec=codec, container=container, num_frames=num_frames, gop=gop, bframes=bframes,
-                  pix_fmt=pix_fmt, fps=fps, threads=1, container_options={"fflags": "+bitexact"},
-                  **size, **recipe)
+    recipe = dict(
+        codec=codec,
+        container=container,
+        num_frames=num_frames,
+        gop=gop,
+        bframes=bframes,
+        pix_fmt=pix_fmt,
+        fps=fps,
+        threads=1,
+        container_options={"fflags": "+bitexact"},
+        **size,
+        **recipe,
+    )
     sync = tuple(range(0, num_frames, gop)) if sync is None else tuple(sync)
-    return MediaKind(codec=codec, container=container, fragmented=fragmented, features=frozenset(features),
-                     num_frames=num_frames, decoded_frames=num_frames if decoded is None else decoded,
-                     width=size["width"], height=size["height"], fps=fps, gop=gop, bframes=bframes,
-                     pix_fmt=pix_fmt, sync_frames=sync, notes=notes, recipe=recipe, post=post)
+    return MediaKind(
+        codec=codec,
+        container=container,
+        fragmented=fragmented,
+        features=frozenset(features),
+        num_frames=num_frames,
+        decoded_frames=num_frames if decoded is None else decoded,
+        width=size["width"],
+        height=size["height"],
+        fps=fps,
+        gop=gop,
+        bframes=bframes,
+        pix_fmt=pix_fmt,
+        sync_frames=sync,
+        notes=notes,
+        recipe=recipe,
+        post=post,
+    )
 
 
 KINDS: dict[str, MediaKind] = {
     "h264_faststart": _kind(
-        "h264", "mp4", 60, gop=15, features={"faststart"}, movflags="faststart",
-        notes="moov before mdat; I/P only; keyframes at 0,15,30,45."),
+        "h264",
+        "mp4",
+        60,
+        gop=15,
+        features={"faststart"},
+        movflags="faststart",
+        notes="moov before mdat; I/P only; keyframes at 0,15,30,45.",
+    ),
     "h264_moov_end": _kind(
-        "h264", "mp4", 60, gop=15, features={"moov_end"},
-        notes="moov after mdat (FFmpeg default); I/P only; keyframes at 0,15,30,45."),
+        "h264",
+        "mp4",
+        60,
+        gop=15,
+        features={"moov_end"},
+        notes="moov after mdat (FFmpeg default); I/P only; keyframes at 0,15,30,45.",
+    ),
     "h264_bframes": _kind(
-        "h264", "mp4", 60, gop=20, bframes=3, features={"bframes", "faststart", "editlist"},
+        "h264",
+        "mp4",
+        60,
+        gop=20,
+        bframes=3,
+        features={"bframes", "faststart", "editlist"},
         movflags="faststart",
         notes="B-pyramid (bframes=3, fixed pattern I/P B B B); ctts present; FFmpeg writes one elst entry "
-              "whose media_time (1024 ticks of 15360 = 2 frames) is only the B-frame delay; "
-              "demuxed packet pts start at 0, dts at -1024. Sequential decode yields all 60."),
+        "whose media_time (1024 ticks of 15360 = 2 frames) is only the B-frame delay; "
+        "demuxed packet pts start at 0, dts at -1024. Sequential decode yields all 60.",
+    ),
     "h264_open_gop": _kind(
-        "h264", "mp4", 72, gop=24, bframes=3, open_gop=True, features={"bframes", "open_gop", "faststart"},
+        "h264",
+        "mp4",
+        72,
+        gop=24,
+        bframes=3,
+        open_gop=True,
+        features={"bframes", "open_gop", "faststart"},
         movflags="faststart",
         notes="x264 open-gop=1: sync samples at frames 0 (IDR), 24 and 48 (non-IDR I "
-              "frames, in stss). In decode order each is followed by leading B frames 22,21,23 "
-              "(46,45,47) that reference the previous GOP. Sequential decode yields all 72 frames. "
-              "Decoding that starts at the sync sample of frame 24 outputs 24,25,... only: FFmpeg's "
-              "h264 decoder drops the leading frames 21..23, so they need decoding from frame 0's GOP."),
+        "frames, in stss). In decode order each is followed by leading B frames 22,21,23 "
+        "(46,45,47) that reference the previous GOP. Sequential decode yields all 72 frames. "
+        "Decoding that starts at the sync sample of frame 24 outputs 24,25,... only: FFmpeg's "
+        "h264 decoder drops the leading frames 21..23, so they need decoding from frame 0's GOP.",
+    ),
     "h264_editlist": _kind(
-        "h264", "mp4", 60, gop=15, bframes=2, pts_shift_frames=5, features={"bframes", "editlist", "faststart"},
-        movflags="faststart", decoded=55,
+        "h264",
+        "mp4",
+        60,
+        gop=15,
+        bframes=2,
+        pts_shift_frames=5,
+        features={"bframes", "editlist", "faststart"},
+        movflags="faststart",
+        decoded=55,
         notes="Packets muxed with pts shifted back by 5 frames, so FFmpeg writes one elst entry "
-              "(segment_duration 1834 in mvhd timescale 1000, media_time 3584 in mdhd timescale "
-              "15360 = 7 frames of 512 ticks: 5 cut frames + 2 frames of B-frame delay). FFmpeg's "
-              "demuxer flags the 5 samples presented before media_time with is_discard and the "
-              "decoder drops them: a sequential decode yields 55 frames, barcodes 5..59, pts "
-              "re-based to 0, 512, ... The first sync sample (frame 0) lies before the edit."),
+        "(segment_duration 1834 in mvhd timescale 1000, media_time 3584 in mdhd timescale "
+        "15360 = 7 frames of 512 ticks: 5 cut frames + 2 frames of B-frame delay). FFmpeg's "
+        "demuxer flags the 5 samples presented before media_time with is_discard and the "
+        "decoder drops them: a sequential decode yields 55 frames, barcodes 5..59, pts "
+        "re-based to 0, 512, ... The first sync sample (frame 0) lies before the edit.",
+    ),
     "hevc_8bit": _kind(
-        "hevc", "mp4", 48, gop=16, bframes=3, codec_tag="hvc1", features={"bframes", "hvc1", "faststart"},
+        "hevc",
+        "mp4",
+        48,
+        gop=16,
+        bframes=3,
+        codec_tag="hvc1",
+        features={"bframes", "hvc1", "faststart"},
         movflags="faststart",
-        notes="libx265, closed GOP (open-gop=0), bframes=3, sample entry hvc1."),
+        notes="libx265, closed GOP (open-gop=0), bframes=3, sample entry hvc1.",
+    ),
     "hevc_10bit": _kind(
-        "hevc", "mp4", 36, gop=12, pix_fmt="yuv420p10le", features={"10bit", "hev1", "faststart"},
+        "hevc",
+        "mp4",
+        36,
+        gop=12,
+        pix_fmt="yuv420p10le",
+        features={"10bit", "hev1", "faststart"},
         movflags="faststart",
-        notes="libx265 Main10, closed GOP, I/P only, FFmpeg's default sample entry hev1."),
+        notes="libx265 Main10, closed GOP, I/P only, FFmpeg's default sample entry hev1.",
+    ),
     "av1": _kind(
-        "av1", "mp4", 40, gop=20, features={"faststart"}, movflags="faststart", size=dict(width=128, height=96),
+        "av1",
+        "mp4",
+        40,
+        gop=20,
+        features={"faststart"},
+        movflags="faststart",
+        size=dict(width=128, height=96),
         notes="libsvtav1 preset 10 (random-access prediction structure, no frame reordering "
-              "at the container level) in MP4: av01 + av1C; decoded with libdav1d."),
+        "at the container level) in MP4: av01 + av1C; decoded with libdav1d.",
+    ),
     "vp9_mp4": _kind(
-        "vp9", "mp4", 40, gop=20, features={"faststart"}, movflags="faststart",
-        notes="libvpx-vp9 realtime, no alt-ref (lag-in-frames=0), vp09 + vpcC."),
+        "vp9",
+        "mp4",
+        40,
+        gop=20,
+        features={"faststart"},
+        movflags="faststart",
+        notes="libvpx-vp9 realtime, no alt-ref (lag-in-frames=0), vp09 + vpcC.",
+    ),
     "frag_nosidx": _kind(
-        "h264", "mp4", 60, gop=15, fragmented=True, features={"fragmented", "no_sidx", "no_mfra"},
-        movflags="frag_keyframe+empty_moov+default_base_moof", post="strip_mfra",
-        notes="empty moov + one moof/mdat per GOP (4 fragments); FFmpeg's trailing mfra removed."),
-    "frag_sidx": _kind(
-        "h264", "mp4", 60, gop=15, fragmented=True, features={"fragmented", "sidx"},
-        movflags="frag_keyframe+empty_moov+default_base_moof+global_sidx", post="strip_mfra",
-        notes="global_sidx: one top-level sidx after the moov indexing all 4 fragments; FFmpeg's "
-              "trailing mfra removed so the sidx is the only index."),
-    "frag_mfra": _kind(
-        "h264", "mp4", 60, gop=15, fragmented=True, features={"fragmented", "mfra", "no_sidx"},
+        "h264",
+        "mp4",
+        60,
+        gop=15,
+        fragmented=True,
+        features={"fragmented", "no_sidx", "no_mfra"},
         movflags="frag_keyframe+empty_moov+default_base_moof",
-        notes="FFmpeg writes mfra (tfra per track + mfro) at the end of a fragmented file."),
+        post="strip_mfra",
+        notes="empty moov + one moof/mdat per GOP (4 fragments); FFmpeg's trailing mfra removed.",
+    ),
+    "frag_sidx": _kind(
+        "h264",
+        "mp4",
+        60,
+        gop=15,
+        fragmented=True,
+        features={"fragmented", "sidx"},
+        movflags="frag_keyframe+empty_moov+default_base_moof+global_sidx",
+        post="strip_mfra",
+        notes="global_sidx: one top-level sidx after the moov indexing all 4 fragments; FFmpeg's "
+        "trailing mfra removed so the sidx is the only index.",
+    ),
+    "frag_mfra": _kind(
+        "h264",
+        "mp4",
+        60,
+        gop=15,
+        fragmented=True,
+        features={"fragmented", "mfra", "no_sidx"},
+        movflags="frag_keyframe+empty_moov+default_base_moof",
+        notes="FFmpeg writes mfra (tfra per track + mfro) at the end of a fragmented file.",
+    ),
     "audio_first": _kind(
-        "h264", "mp4", 45, gop=15, audio_first=True, features={"audio", "audio_first", "faststart"},
+        "h264",
+        "mp4",
+        45,
+        gop=15,
+        audio_first=True,
+        features={"audio", "audio_first", "faststart"},
         movflags="faststart",
         notes="track 1 = AAC mono 48 kHz (its elst media_time 1024 = encoder priming), "
-              "track 2 = H.264 video (I/P, elst media_time 0); samples interleaved in the mdat."),
+        "track 2 = H.264 video (I/P, elst media_time 0); samples interleaved in the mdat.",
+    ),
     "vfr": _kind(
-        "h264", "mp4", _VFR_NUM_FRAMES, gop=15, time_base=fractions.Fraction(1, 1000), pts=_VFR_PTS,
-        features={"vfr", "faststart"}, movflags="faststart", size=_TINY,
-        notes=f"time base 1/1000, frame durations cycle through {_VFR_DURATIONS_MS} ms."),
+        "h264",
+        "mp4",
+        _VFR_NUM_FRAMES,
+        gop=15,
+        time_base=fractions.Fraction(1, 1000),
+        pts=_VFR_PTS,
+        features={"vfr", "faststart"},
+        movflags="faststart",
+        size=_TINY,
+        notes=f"time base 1/1000, frame durations cycle through {_VFR_DURATIONS_MS} ms.",
+    ),
     "one_frame": _kind(
-        "h264", "mp4", 1, gop=15, features={"one_frame", "faststart"}, movflags="faststart", size=_TINY,
-        notes="a single IDR frame."),
+        "h264",
+        "mp4",
+        1,
+        gop=15,
+        features={"one_frame", "faststart"},
+        movflags="faststart",
+        size=_TINY,
+        notes="a single IDR frame.",
+    ),
     "co64": _kind(
-        "h264", "mp4", 60, gop=15, bframes=2, features={"co64", "faststart", "bframes"}, movflags="faststart",
+        "h264",
+        "mp4",
+        60,
+        gop=15,
+        bframes=2,
+        features={"co64", "faststart", "bframes"},
+        movflags="faststart",
         post="co64",
-        notes="stco rewritten as co64 after muxing (offsets shifted by the moov growth; all < 4 GiB)."),
+        notes="stco rewritten as co64 after muxing (offsets shifted by the moov growth; all < 4 GiB).",
+    ),
     "mkv_h264": _kind(
-        "h264", "mkv", 60, gop=15, bframes=2, features={"matroska"},
-        notes="Matroska, H.264 with B-frames."),
-    "webm_vp9": _kind(
-        "vp9", "webm", 60, gop=20, features={"webm"},
-        notes="WebM, VP9 realtime."),
+        "h264", "mkv", 60, gop=15, bframes=2, features={"matroska"}, notes="Matroska, H.264 with B-frames."
+    ),
+    "webm_vp9": _kind("vp9", "webm", 60, gop=20, features={"webm"}, notes="WebM, VP9 realtime."),
     "ts_h264": _kind(
-        "h264", "ts", 60, gop=15, bframes=2, features={"mpegts"},
+        "h264",
+        "ts",
+        60,
+        gop=15,
+        bframes=2,
+        features={"mpegts"},
         notes="MPEG-TS, H.264 with B-frames, 90 kHz timestamps: dts start at 0, the first "
-              "frame's pts is 6000 (2 frames of B-frame delay)."),
+        "frame's pts is 6000 (2 frames of B-frame delay).",
+    ),
 }
 
 

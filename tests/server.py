@@ -205,7 +205,8 @@ class LoopbackServer:
             loop = asyncio.new_event_loop()
             self._loop = loop
             asyncio.set_event_loop(loop)
-            self._server = loop.run_until_complete(asyncio.start_server(self._on_connection, "127.0.0.1", 0, ssl=self.ssl_context)
+            self._server = loop.run_until_complete(
+                asyncio.start_server(self._on_connection, "127.0.0.1", 0, ssl=self.ssl_context)
             )
             self.port = self._server.sockets[0].getsockname()[1]
             ready.set()
@@ -429,14 +430,18 @@ class LoopbackServer:
         if range_header is not None and honour:
             m = _RANGE.match(range_header)
             if m is None or (m.group(1) == "" and m.group(2) == ""):
-                return await self._respond(writer, method, path, range_header, 416, {"Content-Range": f"bytes */{size}"}, b"")
+                return await self._respond(
+                    writer, method, path, range_header, 416, {"Content-Range": f"bytes */{size}"}, b""
+                )
             if m.group(1) == "":  # suffix: last n bytes
                 start, stop = max(0, size - int(m.group(2))), size
             else:
                 start = int(m.group(1))
                 stop = min(size, int(m.group(2)) + 1) if m.group(2) else size
             if start >= size or stop <= start:
-                return await self._respond(writer, method, path, range_header, 416, {"Content-Range": f"bytes */{size}"}, b"")
+                return await self._respond(
+                    writer, method, path, range_header, 416, {"Content-Range": f"bytes */{size}"}, b""
+                )
             if kind == "wrong_range":
                 start, stop = start + 1, min(size, stop + 1)
             status, body = 206, data[start:stop]
@@ -454,7 +459,15 @@ class LoopbackServer:
             body = body + b"\0" * 100
         if kind in ("drop_mid_body", "stall"):
             return await self._respond(
-                writer, method, path, range_header, status, base, body, cut_after=max(1, len(body) // 2), stall=kind == "stall"
+                writer,
+                method,
+                path,
+                range_header,
+                status,
+                base,
+                body,
+                cut_after=max(1, len(body) // 2),
+                stall=kind == "stall",
             )
         if kind == "truncate":
             base["Connection"] = "close"

@@ -23,8 +23,6 @@ import av
 import numpy as np
 import pytest
 import torch
-from _hw_media import decoder_name, demux, encode
-from backend_conformance import BackendConformance
 
 import videoloader
 import videoloader.decoders
@@ -43,6 +41,9 @@ from videoloader.decoders._registry import (
     select_backend,
 )
 
+from _hw_media import decoder_name, demux, encode
+from backend_conformance import BackendConformance
+
 ALL_UP = {"cpu": (True, "PyAV"), "nvdec": (True, "H100"), "videotoolbox": (True, "VT")}
 CPU_ONLY = {"cpu": (True, "PyAV"), "nvdec": (False, "no CUDA GPU"), "videotoolbox": (False, "not macOS")}
 MAC = {"cpu": (True, "PyAV"), "nvdec": (False, "no CUDA GPU"), "videotoolbox": (True, "VT")}
@@ -56,7 +57,8 @@ def fake_probes(monkeypatch):
         real = _registry.probe_backend
         monkeypatch.setattr(_registry, "probe_backend", lambda name: avail[name] if name in avail else real(name))
         monkeypatch.setattr(
-            _videotoolbox, "probe_codec",
+            _videotoolbox,
+            "probe_codec",
             lambda codec: (codec in vt_codecs, "" if codec in vt_codecs else f"VT cannot decode {codec} on this Mac"),
         )
         backend_availability(refresh=True)
@@ -313,8 +315,18 @@ def test_nvdec_without_hardware_raises_clearly():
 
 def test_platform_info_keys():
     info = platform_info()
-    for key in ("platform", "device", "gpu_name", "cuda_version", "driver_version", "torch_version",
-                "pyav_version", "ffmpeg_versions", "backends", "default_backend"):
+    for key in (
+        "platform",
+        "device",
+        "gpu_name",
+        "cuda_version",
+        "driver_version",
+        "torch_version",
+        "pyav_version",
+        "ffmpeg_versions",
+        "backends",
+        "default_backend",
+    ):
         assert key in info
     assert info["platform"] in ("cuda", "mac", "cpu")
     assert set(info["backends"]) == set(backend_names())
@@ -374,13 +386,17 @@ class _FakeDecoder:
             h, w = f.height, f.width
             if f.format.name == "yuv420p10le":
                 g = f.reformat(format="p010le")
-                planes = [np.frombuffer(bytes(pl), np.uint16).reshape(-1, pl.line_size // 2)[:rows, :w]
-                          for pl, rows in zip(g.planes, (h, (h + 1) // 2), strict=True)]
+                planes = [
+                    np.frombuffer(bytes(pl), np.uint16).reshape(-1, pl.line_size // 2)[:rows, :w]
+                    for pl, rows in zip(g.planes, (h, (h + 1) // 2), strict=True)
+                ]
                 surf, fmt = np.concatenate(planes).view(np.int16), "P016"
             else:
                 g = f.reformat(format="nv12")
-                planes = [np.frombuffer(bytes(pl), np.uint8).reshape(-1, pl.line_size)[:rows, :w]
-                          for pl, rows in zip(g.planes, (h, (h + 1) // 2), strict=True)]
+                planes = [
+                    np.frombuffer(bytes(pl), np.uint8).reshape(-1, pl.line_size)[:rows, :w]
+                    for pl, rows in zip(g.planes, (h, (h + 1) // 2), strict=True)
+                ]
                 surf, fmt = np.concatenate(planes), "NV12"
             # The real decoder reuses its buffers: hand out a view of a buffer we overwrite later.
             self.surfaces.append(surf)
@@ -413,8 +429,14 @@ def fake_nvc(monkeypatch):
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
 
     def create(nvc_, gpu_id, codec, width, height):
-        dec = nvc_.CreateDecoder(gpuid=gpu_id, codec=codec, usedevicememory=True, maxwidth=max(width, 1920),
-                                 maxheight=max(height, 1088), outputColorType=0)
+        dec = nvc_.CreateDecoder(
+            gpuid=gpu_id,
+            codec=codec,
+            usedevicememory=True,
+            maxwidth=max(width, 1920),
+            maxheight=max(height, 1088),
+            outputColorType=0,
+        )
         return _nvdec._PooledDecoder(dec, max(width, 1920), max(height, 1088), width, height, None)
 
     monkeypatch.setattr(_nvdec, "_create_decoder", create)
@@ -520,8 +542,16 @@ def _groups(packets):
     "codec,kw",
     [
         ("h264", dict(colorspace=1, color_range=1)),
-        ("hevc", dict(pix_fmt="yuv420p10le", colorspace=9, color_range=1, smooth=True,
-                      options={"x265-params": "log-level=error:open-gop=0"})),
+        (
+            "hevc",
+            dict(
+                pix_fmt="yuv420p10le",
+                colorspace=9,
+                color_range=1,
+                smooth=True,
+                options={"x265-params": "log-level=error:open-gop=0"},
+            ),
+        ),
         ("av1", dict(colorspace=1, color_range=2)),
         ("vp9", dict(colorspace=5, color_range=1)),
     ],

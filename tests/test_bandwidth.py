@@ -13,8 +13,9 @@ import av
 import numpy as np
 import pytest
 
-import media
 from videoloader import VideoReader
+
+import media
 
 MP4_KINDS = sorted(name for name, k in media.KINDS.items() if k.container == "mp4" and name != "one_frame")
 INDEX_BOXES = {"ftyp", "moov", "sidx", "moof", "mfra"}
@@ -75,7 +76,13 @@ def test_random_frames_cost_within_10_percent_of_minimal(name, corpus, http_serv
 
 def test_single_frame_reads_only_its_gop_prefix_on_a_longer_file(tmp_path, http_server):
     path = media.make_video(
-        tmp_path / "long.mp4", codec="h264", width=320, height=240, num_frames=300, gop=30, bframes=2,
+        tmp_path / "long.mp4",
+        codec="h264",
+        width=320,
+        height=240,
+        num_frames=300,
+        gop=30,
+        bframes=2,
         movflags="faststart",
     )
     url = http_server.add("long.mp4", path)

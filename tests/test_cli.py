@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from app_helpers import check_result_schema, decode_png, serve_videos
 
 from videoloader import VideoReader
 from videoloader.cli import SAMPLE_VIDEO, main
+
+from app_helpers import check_result_schema, decode_png, serve_videos
 
 REPO = Path(__file__).resolve().parent.parent
 INFER = ["infer", "--weights", "none", "--device", "cpu", "--no-progress", "--workers", "2"]
@@ -37,8 +38,20 @@ def test_sample_clip_is_small_and_valid():
 def test_infer_in_process_with_a_broken_video(served, tmp_path, capsys):
     out_json, frames_dir = tmp_path / "out.json", tmp_path / "frames"
     served.server.reset_counts()
-    rc = main([*INFER, *served.url_list(), "--frames", "2", "--seed", "3", "--json", str(out_json),
-               "--save-frames", str(frames_dir)])
+    rc = main(
+        [
+            *INFER,
+            *served.url_list(),
+            "--frames",
+            "2",
+            "--seed",
+            "3",
+            "--json",
+            str(out_json),
+            "--save-frames",
+            str(frames_dir),
+        ]
+    )
     assert rc == 1  # one video failed
     text = capsys.readouterr().out
     assert "videoloader infer" in text and "FAILED" in text and "2/3 videos ok, 1 failed" in text
@@ -76,8 +89,21 @@ def test_urls_file_and_offset(served, tmp_path, capsys):
     urls_file = tmp_path / "urls.txt"
     urls_file.write_text("# test list\n" + served.urls["h264_faststart"] + "\n\n" + served.urls["h264_moov_end"] + "\n")
     out_json = tmp_path / "o.json"
-    rc = main([*INFER, "--urls-file", str(urls_file), "--frames", "3", "--offset-max-seconds", "0.5",
-               "--seed", "1", "--json", str(out_json)])
+    rc = main(
+        [
+            *INFER,
+            "--urls-file",
+            str(urls_file),
+            "--frames",
+            "3",
+            "--offset-max-seconds",
+            "0.5",
+            "--seed",
+            "1",
+            "--json",
+            str(out_json),
+        ]
+    )
     assert rc == 0
     result = json.loads(out_json.read_text())
     assert result["num_videos"] == 2 and result["offset_max_seconds"] == 0.5
@@ -89,9 +115,26 @@ def test_infer_subprocess_json_on_stdout(served):
     # Through fsspec's HTTP filesystem (a chained URL), with user-info: fsspec logs raw URLs at DEBUG.
     chained = "simplecache::" + served.urls["h264_moov_end"].replace("://", "://user:pass-7f3@", 1)
     proc = subprocess.run(
-        [sys.executable, "-m", "videoloader.cli", *INFER, served.urls["h264_faststart"], served.urls["broken"],
-         chained, "--frames", "2", "--seed", "5", "--json", "-"],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "videoloader.cli",
+            *INFER,
+            served.urls["h264_faststart"],
+            served.urls["broken"],
+            chained,
+            "--frames",
+            "2",
+            "--seed",
+            "5",
+            "--json",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=240,
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
     result = json.loads(proc.stdout)  # stdout holds only the JSON; the table went to stderr
@@ -104,9 +147,24 @@ def test_infer_subprocess_json_on_stdout(served):
         assert secret not in proc.stderr and secret not in proc.stdout
     # Same seed in process: same frames (reproducible across processes).
     again = subprocess.run(
-        [sys.executable, "-m", "videoloader.cli", *INFER, served.urls["h264_faststart"], "--frames", "2",
-         "--seed", "5", "--json", "-"], capture_output=True, text=True, env=dict(env, LOGGER_LEVEL="WARNING"),
-        cwd=REPO, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "videoloader.cli",
+            *INFER,
+            served.urls["h264_faststart"],
+            "--frames",
+            "2",
+            "--seed",
+            "5",
+            "--json",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(env, LOGGER_LEVEL="WARNING"),
+        cwd=REPO,
+        timeout=240,
     )
     assert again.returncode == 0, again.stderr[-3000:]
     first = result["videos"][0]["selected_frame_indices"]
@@ -120,8 +178,19 @@ def test_weights_unavailable_exit_code(served, capsys, monkeypatch, tmp_path):
         raise urllib.error.URLError("offline")
 
     monkeypatch.setattr(api, "load_state_dict_from_url", offline)
-    rc = main(["infer", served.urls["h264_faststart"], "--weights", "DEFAULT", "--weights-dir", str(tmp_path),
-               "--device", "cpu", "--no-progress"])
+    rc = main(
+        [
+            "infer",
+            served.urls["h264_faststart"],
+            "--weights",
+            "DEFAULT",
+            "--weights-dir",
+            str(tmp_path),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     assert rc == 3
     out = capsys.readouterr().out
     assert "--weights none" in out and "weights=None" in out
@@ -178,8 +247,9 @@ def test_info(tmp_path, capsys):
 
 
 def test_progress_bar_on_stderr(served, capsys):
-    rc = main(["infer", served.urls["h264_faststart"], served.urls["h264_moov_end"], "--weights", "none",
-               "--device", "cpu"])
+    rc = main(
+        ["infer", served.urls["h264_faststart"], served.urls["h264_moov_end"], "--weights", "none", "--device", "cpu"]
+    )
     assert rc == 0
     captured = capsys.readouterr()
     assert "decoding" in captured.err and "2/2" in captured.err

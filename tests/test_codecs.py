@@ -12,12 +12,10 @@ import io
 import struct
 
 import av
-from av.video.frame import PictureType
 import numpy as np
 import pytest
+from av.video.frame import PictureType
 
-import media
-from _hw_media import decoder_name, demux, encode, planes, reference_frames
 from videoloader._errors import CorruptVideoError, UnsupportedFormatError
 from videoloader.codecs import (
     CODECS,
@@ -36,6 +34,9 @@ from videoloader.codecs import (
     stream_colour_info,
     stream_converter,
 )
+
+import media
+from _hw_media import decoder_name, demux, encode, planes, reference_frames
 
 
 def _decode_converted(codec, samples, conv, *, start=0, stop=None):
@@ -131,7 +132,7 @@ def test_parameter_sets_go_before_every_keyframe(h264_bframes):
         # Payload is untouched: only length fields became start codes.
         assert [bytes(n) for n in iter_length_prefixed(s.data, 4)] == [
             n for n in iter_annexb_nal_units(out) if (n[0] & 0x1F) not in (7, 8) or not s.is_sync
-        ][-len(list(iter_length_prefixed(s.data, 4))):]
+        ][-len(list(iter_length_prefixed(s.data, 4))) :]
 
 
 def _concat_mp4(first: bytes, second: bytes) -> bytes:
@@ -163,13 +164,30 @@ def test_several_parameter_sets_in_one_track(codec):
     the second carries its own SPS/PPS in-band, which must win over the avcC ones."""
     if codec == "h264":
         first = encode("h264", width=64, height=48, num_frames=24, gop=12, bframes=2)
-        second = encode("h264", width=80, height=64, num_frames=24, gop=8, bframes=0,
-                        options={"profile": "baseline", "x264-params": "repeat-headers=1:cabac=0"}, seed=7)
+        second = encode(
+            "h264",
+            width=80,
+            height=64,
+            num_frames=24,
+            gop=8,
+            bframes=0,
+            options={"profile": "baseline", "x264-params": "repeat-headers=1:cabac=0"},
+            seed=7,
+        )
     else:
-        first = encode("hevc", width=64, height=48, num_frames=24, gop=12, bframes=2,
-                       options={"x265-params": "log-level=error"})
-        second = encode("hevc", width=80, height=64, num_frames=24, gop=8, bframes=0,
-                        options={"x265-params": "log-level=error:repeat-headers=1:sao=0"}, seed=7)
+        first = encode(
+            "hevc", width=64, height=48, num_frames=24, gop=12, bframes=2, options={"x265-params": "log-level=error"}
+        )
+        second = encode(
+            "hevc",
+            width=80,
+            height=64,
+            num_frames=24,
+            gop=8,
+            bframes=0,
+            options={"x265-params": "log-level=error:repeat-headers=1:sao=0"},
+            seed=7,
+        )
     data = _concat_mp4(first, second)
     d = demux(data)
     ref = reference_frames(data)
@@ -289,8 +307,9 @@ def _ffmpeg_tags(data: bytes) -> tuple[int, int]:
     ],
 )
 def test_colour_description_matches_ffmpeg(codec, pix_fmt, colorspace, color_range, options):
-    data = encode(codec, pix_fmt=pix_fmt, num_frames=6, gop=6, colorspace=colorspace,
-                  color_range=color_range, options=options)
+    data = encode(
+        codec, pix_fmt=pix_fmt, num_frames=6, gop=6, colorspace=colorspace, color_range=color_range, options=options
+    )
     d = demux(data)
     info = stream_colour_info(codec, d.extradata, d.samples[0].data)
     ff_space, ff_range = _ffmpeg_tags(data)
@@ -317,8 +336,9 @@ def _pict_types(path) -> dict[int, str]:
 def test_h264_non_reference_test_on_real_bframes(tmp_path):
     """x264 with B-frames and b-pyramid off: every B-frame is a non-reference
     picture (nal_ref_idc == 0) and nothing else is, keyframes least of all."""
-    path = media.make_video(tmp_path / "b.mp4", codec="h264", num_frames=30, gop=15, bframes=2,
-                            options={"x264-params": "b-pyramid=none"})
+    path = media.make_video(
+        tmp_path / "b.mp4", codec="h264", num_frames=30, gop=15, bframes=2, options={"x264-params": "b-pyramid=none"}
+    )
     d = demux(path.read_bytes())
     types = _pict_types(path)
     assert d.extradata and d.extradata[0] == 1
@@ -369,8 +389,9 @@ def test_parse_config_per_codec(h264_bframes, hevc_bframes, av1_clip):
     vpcc = bytes([1, 0, 0, 0, 0, 31, (10 << 4) | (1 << 1) | 1, 1, 1, 1, 0, 0])
     vp9 = get_codec("vp9").parse_config(vpcc)
     assert (vp9.profile, vp9.level) == (0, 31)
-    assert vp9.colour == ColourInfo(matrix_coefficients=1, full_range=True, bit_depth=10, colour_primaries=1,
-                                    transfer_characteristics=1)
+    assert vp9.colour == ColourInfo(
+        matrix_coefficients=1, full_range=True, bit_depth=10, colour_primaries=1, transfer_characteristics=1
+    )
     with pytest.raises(UnsupportedFormatError):
         get_codec("vp9").parse_config(b"\x00" + vpcc[1:])
     with pytest.raises(CorruptVideoError):

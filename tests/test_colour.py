@@ -24,8 +24,9 @@ import numpy as np
 import pytest
 import torch
 
-from _hw_media import encode
 from videoloader.decoders._colour import MATRICES, nv12_to_rgb, p010_to_rgb, resize_rgb, yuv420_to_rgb, yuv420p_to_rgb
+
+from _hw_media import encode
 
 _SPACE_NAMES = {1: "bt709", 5: "bt601", 6: "bt601", 9: "bt2020", 2: "bt601"}
 
@@ -73,8 +74,18 @@ def _tags(frame):
     [(1, 1, False), (5, 2, False), (None, None, False), (1, 2, True), (5, 1, True)],
 )
 def test_nv12_matches_swscale(colorspace, color_range, smooth):
-    frame = _first_frame(encode("h264", width=96, height=64, num_frames=1, gop=1,
-                                colorspace=colorspace, color_range=color_range, smooth=smooth))
+    frame = _first_frame(
+        encode(
+            "h264",
+            width=96,
+            height=64,
+            num_frames=1,
+            gop=1,
+            colorspace=colorspace,
+            color_range=color_range,
+            smooth=smooth,
+        )
+    )
     space, matrix, full = _tags(frame)
     got = nv12_to_rgb(torch.from_numpy(_nv12_surface(frame)), matrix=matrix, full_range=full)
     assert got.dtype == torch.uint8 and tuple(got.shape) == (3, 64, 96)
@@ -96,9 +107,20 @@ def test_nv12_matches_swscale(colorspace, color_range, smooth):
 
 @pytest.mark.parametrize("colorspace,color_range", [(1, 1), (9, 2), (None, None)])
 def test_p010_matches_swscale_on_smooth_chroma(colorspace, color_range):
-    frame = _first_frame(encode("hevc", width=96, height=64, num_frames=1, gop=1, pix_fmt="yuv420p10le",
-                                colorspace=colorspace, color_range=color_range, smooth=True,
-                                options={"x265-params": "log-level=error"}))
+    frame = _first_frame(
+        encode(
+            "hevc",
+            width=96,
+            height=64,
+            num_frames=1,
+            gop=1,
+            pix_fmt="yuv420p10le",
+            colorspace=colorspace,
+            color_range=color_range,
+            smooth=True,
+            options={"x265-params": "log-level=error"},
+        )
+    )
     assert frame.format.name == "yuv420p10le"
     space, matrix, full = _tags(frame)
     ref = _swscale_rgb(frame, "p010le", space, full).astype(int)
@@ -113,8 +135,19 @@ def test_p010_matches_swscale_on_smooth_chroma(colorspace, color_range):
 
 
 def test_p010_textured_mean_close():
-    frame = _first_frame(encode("hevc", width=96, height=64, num_frames=1, gop=1, pix_fmt="yuv420p10le",
-                                colorspace=1, color_range=1, options={"x265-params": "log-level=error"}))
+    frame = _first_frame(
+        encode(
+            "hevc",
+            width=96,
+            height=64,
+            num_frames=1,
+            gop=1,
+            pix_fmt="yuv420p10le",
+            colorspace=1,
+            color_range=1,
+            options={"x265-params": "log-level=error"},
+        )
+    )
     ref = _swscale_rgb(frame, "p010le", 1, False).astype(int)
     got = p010_to_rgb(torch.from_numpy(_p010_surface(frame).view(np.int16)), matrix="bt709")
     d = np.abs(got.permute(1, 2, 0).numpy().astype(int) - ref)
@@ -147,8 +180,18 @@ def test_formula_against_float64(matrix, full, bits):
     y = rng.integers(0, 2**bits, (h, w))
     u = rng.integers(0, 2**bits, ((h + 1) // 2, w // 2))
     v = rng.integers(0, 2**bits, ((h + 1) // 2, w // 2))
-    got = yuv420p_to_rgb(torch.from_numpy(y), torch.from_numpy(u), torch.from_numpy(v),
-                         bit_depth=bits, matrix=matrix, full_range=full).numpy().astype(int)
+    got = (
+        yuv420p_to_rgb(
+            torch.from_numpy(y),
+            torch.from_numpy(u),
+            torch.from_numpy(v),
+            bit_depth=bits,
+            matrix=matrix,
+            full_range=full,
+        )
+        .numpy()
+        .astype(int)
+    )
     want = _float64_reference(y.astype(float), u.astype(float), v.astype(float), matrix, full, bits)
     assert np.abs(got - want).max() <= 1
 

@@ -82,7 +82,7 @@ def _same(a: dict[int, dict], b: dict[int, dict]) -> None:
 
 def _batches_equal(xs, ys) -> None:
     assert len(xs) == len(ys)
-    for x, y in zip(xs, ys):
+    for x, y in zip(xs, ys, strict=False):
         assert x["index"].tolist() == y["index"].tolist()
         assert torch.equal(x["frame_indices"], y["frame_indices"])
         assert torch.equal(x["frames"], y["frames"])
@@ -303,9 +303,7 @@ def test_iterable_dataset_shards_by_rank_and_worker(sources, http_server):
     expected = {i: reference[i]["frame_indices"].tolist() for i in range(len(sources))}
     seen: dict[int, list[int]] = {}
     for rank in range(2):
-        ds = VideoFrameIterableDataset(
-            sources, RandomClip(4, stride=2), rank=rank, world_size=2, output_size=SIZE
-        )
+        ds = VideoFrameIterableDataset(sources, RandomClip(4, stride=2), rank=rank, world_size=2, output_size=SIZE)
         got = list(DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="fork"))
         indices = [s["index"] for s in got]
         assert len(indices) == len(set(indices))
@@ -416,7 +414,7 @@ def test_one_off_faults_are_retried_not_substituted(sources, http_server):
     again = _dataset(sources[:3], num_threads=1)
     faulty = [again[i] for i in range(3)]
     assert sum(s["transfer"]["num_retries"] for s in faulty) >= 3
-    for a, b in zip(clean, faulty):
+    for a, b in zip(clean, faulty, strict=False):
         assert torch.equal(a["frames"], b["frames"])
 
 
@@ -431,7 +429,9 @@ def test_sampling_error_is_a_sample_error(sources):
 
 
 def test_manifests_csv_jsonl_parquet(sources, tmp_path):
-    expected = [VideoRecord(r["url"], label=r["label"], start_seconds=r.get("start"), end_seconds=r.get("end")) for r in sources]
+    expected = [
+        VideoRecord(r["url"], label=r["label"], start_seconds=r.get("start"), end_seconds=r.get("end")) for r in sources
+    ]
     with open(tmp_path / "m.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["url", "label", "start", "end", "extra"])
         w.writeheader()
@@ -478,9 +478,23 @@ def test_public_names_and_missing_torchdata(monkeypatch, sources):
 
     assert data.__all__ == sorted(data.__all__)
     assert set(data.__all__) == {
-        "AllFrames", "FrameSampler", "FrameWindow", "ManifestError", "RandomClip", "RandomFrames", "SampleError",
-        "SamplingError", "SourceTable", "UniformClip", "VideoFrameDataset", "VideoFrameIterableDataset",
-        "VideoRecord", "collate_skip_none", "iter_manifest", "make_node_loader", "read_manifest",
+        "AllFrames",
+        "FrameSampler",
+        "FrameWindow",
+        "ManifestError",
+        "RandomClip",
+        "RandomFrames",
+        "SampleError",
+        "SamplingError",
+        "SourceTable",
+        "UniformClip",
+        "VideoFrameDataset",
+        "VideoFrameIterableDataset",
+        "VideoRecord",
+        "collate_skip_none",
+        "iter_manifest",
+        "make_node_loader",
+        "read_manifest",
     }
     for name in ("VideoFrameDataset", "RandomFrames", "RandomClip", "UniformClip", "AllFrames"):
         assert getattr(videoloader, name) is getattr(data, name)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from media import make_video
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,15 +34,17 @@ def urls(http_server, videos) -> list[str]:
 def run_example(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("LOGGER_LEVEL", None)
-    proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
+    )
     return proc
 
 
 def test_random_frames(urls, videos, tmp_path):
     out_dir = tmp_path / "frames"
-    proc = run_example("random_frames.py", urls[0], "--frames", "3", "--seed", "1", "--out-dir", str(out_dir),
-                       cwd=tmp_path)
+    proc = run_example(
+        "random_frames.py", urls[0], "--frames", "3", "--seed", "1", "--out-dir", str(out_dir), cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert "h264 160x120, 40 frames" in lines[0] and "read via index" in lines[0]
@@ -53,8 +56,23 @@ def test_random_frames(urls, videos, tmp_path):
 
 
 def test_train_loop(urls, tmp_path):
-    proc = run_example("train_loop.py", *urls, urls[0], "--epochs", "2", "--batch-size", "2", "--clip", "4",
-                       "--size", "32", "48", "--seed", "0", cwd=tmp_path)
+    proc = run_example(
+        "train_loop.py",
+        *urls,
+        urls[0],
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--clip",
+        "4",
+        "--size",
+        "32",
+        "48",
+        "--seed",
+        "0",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     steps = [line for line in proc.stdout.splitlines() if line.startswith("epoch ")]
     assert len(steps) == 4  # 3 videos, batches of 2, 2 epochs
@@ -65,11 +83,28 @@ def test_train_loop(urls, tmp_path):
 
 def test_batch_inference(urls, http_server, tmp_path):
     urls_file = tmp_path / "urls.txt"
-    urls_file.write_text("# two videos and one that is missing\n" + "\n".join(urls) + "\n"
-                         + http_server.url("missing.mp4") + "\n")
+    urls_file.write_text(
+        "# two videos and one that is missing\n" + "\n".join(urls) + "\n" + http_server.url("missing.mp4") + "\n"
+    )
     out = tmp_path / "result.json"
-    proc = run_example("batch_inference.py", "--urls-file", str(urls_file), "--frames", "2", "--seed", "0",
-                       "--weights", "none", "--device", "cpu", "--workers", "2", "--json", str(out), cwd=tmp_path)
+    proc = run_example(
+        "batch_inference.py",
+        "--urls-file",
+        str(urls_file),
+        "--frames",
+        "2",
+        "--seed",
+        "0",
+        "--weights",
+        "none",
+        "--device",
+        "cpu",
+        "--workers",
+        "2",
+        "--json",
+        str(out),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]  # one video failed; the others went through
     assert "2/3 videos ok" in proc.stdout and "FAILED SourceNotFoundError" in proc.stdout
     result = json.loads(out.read_text())

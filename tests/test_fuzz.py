@@ -34,8 +34,9 @@ def fuzz_corpus(tmp_path_factory):
 
 def test_mutants_raise_our_errors_or_give_frames(fuzz_corpus):
     t0 = time.monotonic()
-    results = fuzzing.run_cases(fuzz_corpus, fuzzing.cases(NUM_CASES, seed=SEED), workers=2, timeout=10.0,
-                                headroom=1 << 30)
+    results = fuzzing.run_cases(
+        fuzz_corpus, fuzzing.cases(NUM_CASES, seed=SEED), workers=2, timeout=10.0, headroom=1 << 30
+    )
     elapsed = time.monotonic() - t0
     counts = collections.Counter(r["outcome"] for r in results)
     failures = [r for r in results if r["outcome"] in fuzzing.FAILURES]
@@ -63,7 +64,7 @@ def _one_byte_sps(src, dst):
     data = bytearray(src.read_bytes())
     at = data.find(b"avcC") - 4
     size = struct.unpack_from(">I", data, at)[0]
-    record = bytes.fromhex("0164000affe1" "000167" "01" "000468ee3c80" "fdf8f800")
+    record = bytes.fromhex("0164000affe100016701000468ee3c80fdf8f800")
     data[at + 8 : at + size] = record + bytes(size - 8 - len(record))
     dst.write_bytes(bytes(data))
     return dst

@@ -9,10 +9,11 @@ import urllib.error
 import numpy as np
 import pytest
 import torch
-from app_helpers import CLASS_NAMES, TinyNet, check_result_schema, decode_png, serve_videos
 
 from videoloader import VideoReader
 from videoloader.job import InferenceResult, WeightsUnavailableError, run_inference
+
+from app_helpers import CLASS_NAMES, TinyNet, check_result_schema, decode_png, serve_videos
 
 NAMES = ["h264_faststart", "h264_bframes", "mkv_h264"]
 FAST = dict(model=TinyNet(), weights=None, device="cpu", class_names=CLASS_NAMES, num_workers=2)
@@ -29,8 +30,13 @@ def test_end_to_end_with_one_broken_video(served, caplog):
     caplog.set_level(logging.DEBUG, logger="videoloader")
     calls = []
     result = run_inference(
-        video_urls=served.url_list(), frames_per_video=3, random_seed=7, return_frame_png=True, batch_size=4,
-        progress=lambda done, total, info: calls.append((done, total, info["ok"])), **FAST,
+        video_urls=served.url_list(),
+        frames_per_video=3,
+        random_seed=7,
+        return_frame_png=True,
+        batch_size=4,
+        progress=lambda done, total, info: calls.append((done, total, info["ok"])),
+        **FAST,
     )
     check_result_schema(result)
     assert result["status"] == "partial" and result["num_failed"] == 1 and result["num_succeeded"] == 3
@@ -46,8 +52,14 @@ def test_end_to_end_with_one_broken_video(served, caplog):
     # The broken video: an error entry, nothing else stopped.
     bad = videos["broken"]
     assert not bad["ok"] and bad["top_classes"] == [] and bad["selected_frame_indices"] == []
-    assert bad["error"]["type"] in ("MP4ParseError", "TruncatedFileError", "NotAVideoError", "ContainerError",
-                                    "UnsupportedFormatError", "CorruptVideoError")
+    assert bad["error"]["type"] in (
+        "MP4ParseError",
+        "TruncatedFileError",
+        "NotAVideoError",
+        "ContainerError",
+        "UnsupportedFormatError",
+        "CorruptVideoError",
+    )
     # Never a query string in results or logs.
     assert "SECRET123" not in json.dumps(result, default=str)
     assert "SECRET123" not in caplog.text
@@ -88,8 +100,16 @@ def test_end_to_end_with_one_broken_video(served, caplog):
 def test_predictions_match_the_model(served):
     url = served.urls["h264_faststart"]
     model = TinyNet(seed=3)
-    result = run_inference(url, frames_per_video=2, random_seed=1, model=model, weights=None, device="cpu",
-                           class_names=CLASS_NAMES, top_k=3)
+    result = run_inference(
+        url,
+        frames_per_video=2,
+        random_seed=1,
+        model=model,
+        weights=None,
+        device="cpu",
+        class_names=CLASS_NAMES,
+        top_k=3,
+    )
     v = result["videos"][0]
     with VideoReader(served.paths["h264_faststart"], backend="cpu") as reader:
         frames = reader.get_frames_at(v["selected_frame_indices"]).data
@@ -126,8 +146,9 @@ def test_seed_is_reproducible_and_position_based(served):
 
 @pytest.mark.parametrize("offset", [0.25, 1.0])
 def test_offset_max_seconds_is_respected(served, offset):
-    result = run_inference(video_urls=served.url_list()[:3], frames_per_video=6, random_seed=5,
-                           offset_max_seconds=offset, **FAST)
+    result = run_inference(
+        video_urls=served.url_list()[:3], frames_per_video=6, random_seed=5, offset_max_seconds=offset, **FAST
+    )
     assert result["offset_max_seconds"] == offset
     for v in result["videos"]:
         assert v["ok"], v["error"]
@@ -137,8 +158,9 @@ def test_offset_max_seconds_is_respected(served, offset):
     # Over many seeds the whole allowed range gets used (it is not just "the first frames").
     seen = set()
     for seed in range(8):
-        r = run_inference(served.urls["h264_faststart"], frames_per_video=3, random_seed=seed,
-                          offset_max_seconds=offset, **FAST)
+        r = run_inference(
+            served.urls["h264_faststart"], frames_per_video=3, random_seed=seed, offset_max_seconds=offset, **FAST
+        )
         seen.update(r["videos"][0]["selected_frame_indices"])
     assert max(seen) == int(np.ceil(30 * offset)) - 1
 
@@ -146,8 +168,9 @@ def test_offset_max_seconds_is_respected(served, offset):
 def test_more_frames_than_the_window_holds(served, caplog):
     # 30 fps: the first 0.1 s holds frames 0, 1, 2; each is taken once, and the result says so.
     caplog.set_level(logging.INFO, logger="videoloader")
-    result = run_inference(served.urls["h264_faststart"], frames_per_video=5, random_seed=0,
-                           offset_max_seconds=0.1, **FAST)
+    result = run_inference(
+        served.urls["h264_faststart"], frames_per_video=5, random_seed=0, offset_max_seconds=0.1, **FAST
+    )
     v = result["videos"][0]
     assert v["ok"] and v["selected_frame_indices"] == [0, 1, 2]
     assert v["frames_requested"] == 5 and v["frames_returned"] == 3
@@ -163,8 +186,9 @@ def test_more_frames_than_the_video_holds(served):
         n = reader.metadata.num_frames
     with VideoReader(served.paths["h264_bframes"], backend="cpu") as reader:
         n2 = reader.metadata.num_frames
-    result = run_inference(video_urls=[served.urls[name], served.urls["h264_bframes"]], frames_per_video=n + 7,
-                           random_seed=0, **FAST)
+    result = run_inference(
+        video_urls=[served.urls[name], served.urls["h264_bframes"]], frames_per_video=n + 7, random_seed=0, **FAST
+    )
     check_result_schema(result)
     short = result["videos"][0]
     assert short["selected_frame_indices"] == list(range(n))  # every frame once, in order
@@ -210,8 +234,9 @@ def test_callable_model_and_checkpoint_path(served, tmp_path):
 
 
 def test_torchvision_model_random_init(served):
-    result = run_inference(served.urls["h264_faststart"], random_seed=0, model="mobilenet_v3_small",
-                           weights=None, device="cpu")
+    result = run_inference(
+        served.urls["h264_faststart"], random_seed=0, model="mobilenet_v3_small", weights=None, device="cpu"
+    )
     check_result_schema(result)
     assert result["model"] == "mobilenet_v3_small" and result["weights"] is None
     assert result["status"] == "ok"
@@ -225,8 +250,13 @@ def test_weights_unavailable_says_how_to_proceed(served, tmp_path, monkeypatch):
 
     monkeypatch.setattr(api, "load_state_dict_from_url", offline)
     with pytest.raises(WeightsUnavailableError) as info:
-        run_inference(served.urls["h264_faststart"], model="mobilenet_v3_small", weights="DEFAULT",
-                      weights_dir=tmp_path / "hub", device="cpu")
+        run_inference(
+            served.urls["h264_faststart"],
+            model="mobilenet_v3_small",
+            weights="DEFAULT",
+            weights_dir=tmp_path / "hub",
+            device="cpu",
+        )
     msg = str(info.value)
     assert "weights=None" in msg and "--weights none" in msg and str(tmp_path / "hub") in msg
     assert "mobilenet_v3_small" in msg
@@ -266,8 +296,11 @@ def _signed(url: str) -> str:
 
 def test_results_and_logs_hold_no_credentials(served, http_server, caplog):
     caplog.set_level(logging.DEBUG)
-    urls = [_signed(served.urls["h264_faststart"]), _signed(http_server.url("missing.mp4")),
-            "simplecache::" + _signed(served.urls["h264_bframes"])]
+    urls = [
+        _signed(served.urls["h264_faststart"]),
+        _signed(http_server.url("missing.mp4")),
+        "simplecache::" + _signed(served.urls["h264_bframes"]),
+    ]
     result = run_inference(video_urls=urls, frames_per_video=2, random_seed=0, **FAST)
     assert [v["ok"] for v in result["videos"]] == [True, False, True]
     assert result["videos"][0]["url"] == served.urls["h264_faststart"].split("?")[0]

@@ -19,7 +19,6 @@ import time
 import fsspec
 import pytest
 from fsspec.asyn import AsyncFileSystem
-from server import Fault
 
 import videoloader.io
 from videoloader._errors import (
@@ -43,6 +42,8 @@ from videoloader.io import (
 )
 from videoloader.io._coalesce import coalesce_ranges
 from videoloader.io._loop import sessions
+
+from server import Fault
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -319,9 +320,10 @@ def test_records_equal_server_byte_counts(http_server, blob_url):
 
 def test_parent_stats_aggregate_sources(http_server, blob_url):
     total = TransferStats()
-    with RangeSource(blob_url, stats=TransferStats(parent=total)) as a, RangeSource(
-        blob_url, stats=TransferStats(parent=total)
-    ) as b:
+    with (
+        RangeSource(blob_url, stats=TransferStats(parent=total)) as a,
+        RangeSource(blob_url, stats=TransferStats(parent=total)) as b,
+    ):
         a.read(0, 100)
         b.read(100, 300)
     assert total.bytes_received == 300 == http_server.bytes_sent
@@ -430,7 +432,9 @@ def test_wrong_body_is_range_error_without_retry(http_server, blob_url, kind):
 
 def test_slow_server_times_out_in_bounded_time(http_server, blob_url):
     http_server.slow_seconds = 10.0
-    with RangeSource(blob_url, retry=RetryPolicy(max_attempts=2, base_delay_seconds=0.01), read_timeout_seconds=0.3) as src:
+    with RangeSource(
+        blob_url, retry=RetryPolicy(max_attempts=2, base_delay_seconds=0.01), read_timeout_seconds=0.3
+    ) as src:
         _ = src.size
         http_server.faults.extend(["slow", "slow"])
         t0 = time.perf_counter()
@@ -544,7 +548,10 @@ def test_memory_filesystem():
     try:
         with RangeSource("memory://io-test/v.bin") as src:
             assert src.size == len(BLOB)
-            assert src.read_ranges([ByteRange(0, 10), ByteRange(500_000, 500_010)]) == [BLOB[:10], BLOB[500_000:500_010]]
+            assert src.read_ranges([ByteRange(0, 10), ByteRange(500_000, 500_010)]) == [
+                BLOB[:10],
+                BLOB[500_000:500_010],
+            ]
             assert all(r.status is None and r.ok for r in src.stats.records)
             assert src.stats.bytes_received == 20
         with fsspec.open("memory://io-test/v.bin", "rb") as f, RangeSource(f) as src:

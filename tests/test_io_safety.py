@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from server import LoopbackServer
 
 from videoloader._errors import (
     SourceError,
@@ -32,6 +31,8 @@ from videoloader._errors import (
 )
 from videoloader.io import RangeSource, RetryPolicy, TransferStats, install_log_redaction
 from videoloader.io._redact import remove_log_redaction
+
+from server import LoopbackServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -249,7 +250,10 @@ def test_redirect_option_is_not_passed_to_fsspec():
 def test_redirect_loop_is_a_bounded_source_error(http_server):
     http_server.add_redirect("a.bin", "b.bin")
     url = http_server.add_redirect("b.bin", "a.bin")
-    with RangeSource(url + "?token=SECRET", retry=FAST_RETRY) as src, pytest.raises(SourceError, match="redirects") as info:
+    with (
+        RangeSource(url + "?token=SECRET", retry=FAST_RETRY) as src,
+        pytest.raises(SourceError, match="redirects") as info,
+    ):
         _ = src.size
     assert len(src.stats.records) == 1
     assert_no_secret(info.value)
@@ -352,7 +356,7 @@ def _write_cert_with_cryptography(cert: Path, key: Path) -> None:
 
     private = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -431,7 +435,15 @@ def test_log_redaction_cleans_library_loggers(caplog):
         logging.getLogger("fsspec.http").debug("GET %s", url)
         logging.getLogger("aiohttp.client").debug("redirect to %s", url)
         logging.getLogger("urllib3.connectionpool").debug(
-            '%s://%s:%s "%s %s %s" %s %s', "https", "cdn.example.com", 443, "GET", "/v.mp4?sig=SECRET", "HTTP/1.1", 206, 10
+            '%s://%s:%s "%s %s %s" %s %s',
+            "https",
+            "cdn.example.com",
+            443,
+            "GET",
+            "/v.mp4?sig=SECRET",
+            "HTTP/1.1",
+            206,
+            10,
         )
         try:
             raise ValueError(f"failed for {url}")

@@ -15,8 +15,7 @@ from media import KINDS, find_boxes, parse_elst, top_level_boxes
 ALL = sorted(KINDS)
 MP4 = sorted(name for name, kind in KINDS.items() if kind.container == "mp4")
 _CODEC_NAMES = {"h264": "h264", "hevc": "hevc", "vp9": "vp9", "av1": "libdav1d"}
-_FORMAT_NAMES = {"mp4": "mov,mp4,m4a,3gp,3g2,mj2", "mkv": "matroska,webm", "webm": "matroska,webm",
-                 "ts": "mpegts"}
+_FORMAT_NAMES = {"mp4": "mov,mp4,m4a,3gp,3g2,mj2", "mkv": "matroska,webm", "webm": "matroska,webm", "ts": "mpegts"}
 
 
 def _packets(path):
@@ -54,9 +53,26 @@ def decoded(corpus):
 def test_corpus_names_and_files(corpus, corpus_dir):
     assert sorted(corpus) == ALL
     assert set(ALL) == {
-        "h264_faststart", "h264_moov_end", "h264_bframes", "h264_open_gop", "h264_editlist", "hevc_8bit",
-        "hevc_10bit", "av1", "vp9_mp4", "frag_nosidx", "frag_sidx", "frag_mfra", "audio_first", "vfr",
-        "one_frame", "co64", "mkv_h264", "webm_vp9", "ts_h264"}
+        "h264_faststart",
+        "h264_moov_end",
+        "h264_bframes",
+        "h264_open_gop",
+        "h264_editlist",
+        "hevc_8bit",
+        "hevc_10bit",
+        "av1",
+        "vp9_mp4",
+        "frag_nosidx",
+        "frag_sidx",
+        "frag_mfra",
+        "audio_first",
+        "vfr",
+        "one_frame",
+        "co64",
+        "mkv_h264",
+        "webm_vp9",
+        "ts_h264",
+    }
     for name, path in corpus.items():
         assert path.parent == corpus_dir and path.name == f"{name}.{KINDS[name].container}"
         assert 0 < path.stat().st_size < 1_000_000, name
@@ -94,7 +110,7 @@ def test_sequential_decode(decoded, name):
     assert [media.read_frame_number(rgb) for _, rgb in frames] == list(range(first, kind.num_frames))
     pts = [p for p, _ in frames]
     assert pts == sorted(pts) and len(set(pts)) == len(pts)
-    for (_, a), (_, b) in zip(frames, frames[1:]):
+    for (_, a), (_, b) in zip(frames, frames[1:], strict=False):
         assert a.shape == (kind.height, kind.width, 3)
         assert np.abs(a.astype(np.int16) - b.astype(np.int16)).mean() > 2  # visibly different
 
@@ -170,8 +186,12 @@ def test_hevc_10bit_and_sample_entries(corpus, decoded):
 
 
 def test_av1_and_vp9_sample_entries(corpus):
-    for name, fourcc, config in [("av1", "av01", "av1C"), ("vp9_mp4", "vp09", "vpcC"),
-                                 ("hevc_8bit", "hvc1", "hvcC"), ("h264_faststart", "avc1", "avcC")]:
+    for name, fourcc, config in [
+        ("av1", "av01", "av1C"),
+        ("vp9_mp4", "vp09", "vpcC"),
+        ("hevc_8bit", "hvc1", "hvcC"),
+        ("h264_faststart", "avc1", "avcC"),
+    ]:
         data = corpus[name].read_bytes()
         (stsd,) = find_boxes(data, "moov/trak/mdia/minf/stbl/stsd")
         (entry,) = media.iter_boxes(data, stsd.payload_start + 8, stsd.stop)
@@ -188,8 +208,9 @@ def test_corpus_without_bframes_is_reproducible(tmp_path, corpus):
         assert media.make_kind(name, tmp_path).read_bytes() == corpus[name].read_bytes(), name
 
 
-@pytest.mark.parametrize("name,sidx,mfra", [("frag_nosidx", False, False), ("frag_sidx", True, False),
-                                            ("frag_mfra", False, True)])
+@pytest.mark.parametrize(
+    "name,sidx,mfra", [("frag_nosidx", False, False), ("frag_sidx", True, False), ("frag_mfra", False, True)]
+)
 def test_fragmented(corpus, name, sidx, mfra):
     data = corpus[name].read_bytes()
     top = top_level_boxes(data)
@@ -259,8 +280,17 @@ def test_co64_rewrite_keeps_samples(tmp_path):
 
 
 def test_make_video_variants(tmp_path):
-    path = media.make_video(tmp_path / "v.mkv", codec="h264", width=64, height=48, num_frames=10, gop=5,
-                            bframes=2, container="mkv", audio=True)
+    path = media.make_video(
+        tmp_path / "v.mkv",
+        codec="h264",
+        width=64,
+        height=48,
+        num_frames=10,
+        gop=5,
+        bframes=2,
+        container="mkv",
+        audio=True,
+    )
     with av.open(str(path)) as container:
         assert [s.type for s in container.streams] == ["video", "audio"]
     frames = media.decode_all_frames(path)

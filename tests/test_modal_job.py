@@ -11,11 +11,11 @@ import pytest
 
 pytest.importorskip("modal")
 
-from app_helpers import TOP_LEVEL_KEYS, check_result_schema, decode_png, serve_videos  # noqa: E402
-
 import modal_jobs.inference_app as job  # noqa: E402
 from videoloader.cli import SAMPLE_VIDEO  # noqa: E402
 from videoloader.job import run_inference  # noqa: E402
+
+from app_helpers import TOP_LEVEL_KEYS, check_result_schema, decode_png, serve_videos  # noqa: E402
 
 CPU = {"weights": None, "device": "cpu", "model": "mobilenet_v3_small", "num_workers": 2}
 
@@ -105,12 +105,23 @@ def test_fan_out_locally_merges_like_one_call(http_server, corpus, tmp_path):
 def test_merge_results_sums_and_concatenates():
     def shard(n_ok, n_failed, up, t):
         return {
-            "num_videos": n_ok + n_failed, "num_succeeded": n_ok, "num_failed": n_failed, "status": "x",
-            "model_load_time_seconds": 1.0, "frame_extraction_time_seconds": t, "preprocess_time_seconds": t,
-            "inference_time_seconds": t, "total_pipeline_time_seconds": 10 * t,
-            "bandwidth_total_upstream_bytes": up, "bandwidth_total_downstream_bytes": up // 2,
-            "bandwidth_num_requests": 2, "top_classes": ["a"] * n_ok, "confidences": [0.5] * n_ok,
-            "selected_timestamps_seconds": [0.0] * n_ok, "videos": [{}] * (n_ok + n_failed), "gpu_name": "B200",
+            "num_videos": n_ok + n_failed,
+            "num_succeeded": n_ok,
+            "num_failed": n_failed,
+            "status": "x",
+            "model_load_time_seconds": 1.0,
+            "frame_extraction_time_seconds": t,
+            "preprocess_time_seconds": t,
+            "inference_time_seconds": t,
+            "total_pipeline_time_seconds": 10 * t,
+            "bandwidth_total_upstream_bytes": up,
+            "bandwidth_total_downstream_bytes": up // 2,
+            "bandwidth_num_requests": 2,
+            "top_classes": ["a"] * n_ok,
+            "confidences": [0.5] * n_ok,
+            "selected_timestamps_seconds": [0.0] * n_ok,
+            "videos": [{}] * (n_ok + n_failed),
+            "gpu_name": "B200",
             "device": "cuda:0",
         }
 

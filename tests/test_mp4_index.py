@@ -3,7 +3,6 @@ broken input built byte by byte, and the index cache."""
 
 from __future__ import annotations
 
-import math
 import struct
 import time
 from pathlib import Path
@@ -12,7 +11,6 @@ import av
 import numpy as np
 import pytest
 
-import media
 from videoloader._errors import (
     ContainerError,
     MP4ParseError,
@@ -22,6 +20,8 @@ from videoloader._errors import (
 )
 from videoloader.io import RangeSource
 from videoloader.mp4 import IndexCache, SampleIndex, load_index
+
+import media
 
 MP4_KINDS = sorted(n for n, k in media.KINDS.items() if k.container == "mp4")
 OTHER_KINDS = sorted(n for n, k in media.KINDS.items() if k.container != "mp4")
@@ -52,17 +52,28 @@ def pyav_frame_pts(path) -> list[int]:
 
 
 def our_packets(index: SampleIndex) -> list[tuple]:
-    return list(zip(index.offsets.tolist(), index.sizes.tolist(), index.pts.tolist(), index.dts.tolist(),
-                    index.is_sync.tolist(), index.is_discard.tolist()))
+    return list(
+        zip(
+            index.offsets.tolist(),
+            index.sizes.tolist(),
+            index.pts.tolist(),
+            index.dts.tolist(),
+            index.is_sync.tolist(),
+            index.is_discard.tolist(),
+            strict=False,
+        )
+    )
 
 
 def assert_matches_pyav(path, index: SampleIndex) -> None:
     ref = pyav_packets(path)
     ours = our_packets(index)
     if ref != ours:
-        diff = [(i, a, b) for i, (a, b) in enumerate(zip(ref, ours)) if a != b][:5]
-        pytest.fail(f"{path}: {len(ref)} PyAV packets vs {len(ours)} indexed; first differences "
-                    f"(i, pyav (pos,size,pts,dts,key,discard), ours): {diff}")
+        diff = [(i, a, b) for i, (a, b) in enumerate(zip(ref, ours, strict=False)) if a != b][:5]
+        pytest.fail(
+            f"{path}: {len(ref)} PyAV packets vs {len(ours)} indexed; first differences "
+            f"(i, pyav (pos,size,pts,dts,key,discard), ours): {diff}"
+        )
     assert index.frame_pts().tolist() == pyav_frame_pts(path)
     with av.open(str(path)) as c:
         s = c.streams.video[0]
@@ -378,8 +389,13 @@ def test_html_page(tmp_path):
 def test_truncated_faststart(where, corpus, tmp_path):
     data = corpus["h264_faststart"].read_bytes()
     m0, m1 = _moov_span(data)
-    cut = {"ftyp": 12, "moov_header": m0 + 4 + 8, "moov_middle": (m0 + m1) // 2,
-           "mdat_start": m1 + 4, "mdat_middle": (m1 + len(data)) // 2}[where]
+    cut = {
+        "ftyp": 12,
+        "moov_header": m0 + 4 + 8,
+        "moov_middle": (m0 + m1) // 2,
+        "mdat_start": m1 + 4,
+        "mdat_middle": (m1 + len(data)) // 2,
+    }[where]
     _expect(tmp_path, f"cut_{where}.mp4", data[:cut], TruncatedFileError, "truncated|past the end|ends at")
 
 
@@ -615,7 +631,7 @@ def _forge_nested_sidx(src: Path, dst: Path, *, claimed: int, header: bool) -> P
     first_offset = len(data) - s1  # the reference starts where the real file ends
     off_at = fixed - (4 if version == 0 else 8)
     new_body = bytearray(body[:fixed] + struct.pack(">HH", 0, 1) + struct.pack(">III", (1 << 31) | claimed, 1, 1 << 31))
-    new_body[off_at : fixed] = first_offset.to_bytes(fixed - off_at, "big")
+    new_body[off_at:fixed] = first_offset.to_bytes(fixed - off_at, "big")
     sidx = _box(b"sidx", bytes(new_body))
     out = data[:s0] + sidx + data[s1:]
     start = s0 + len(sidx) + first_offset

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-import media
 from videoloader import (
     ContainerError,
     CorruptVideoError,
@@ -16,6 +15,8 @@ from videoloader import (
     SourceNotFoundError,
     VideoReader,
 )
+
+import media
 
 ALL_KINDS = sorted(media.KINDS)
 DEMUX_KINDS = {name for name, k in media.KINDS.items() if k.container != "mp4"}
@@ -255,7 +256,13 @@ def test_demux_played_at_seeks_without_the_packet_table(name, corpus, reference)
 
 def test_demux_seek_reads_a_fraction_of_a_long_file(tmp_path, http_server):
     path = media.make_video(
-        tmp_path / "long.mkv", codec="h264", width=320, height=240, num_frames=600, gop=30, container="mkv",
+        tmp_path / "long.mkv",
+        codec="h264",
+        width=320,
+        height=240,
+        num_frames=600,
+        gop=30,
+        container="mkv",
     )
     url = http_server.add("long.mkv", path)
     with VideoReader(url) as r:
@@ -298,9 +305,10 @@ def test_unwanted_non_reference_pictures_are_skipped_not_guessed(corpus, referen
         data = corpus["h264_bframes"].read_bytes()
         nal_len = parse_avcc(index.extradata).nal_length_size
         disposable = [
-            h264_is_disposable(data[o : o + n], nal_len) for o, n in zip(index.offsets.tolist(), index.sizes.tolist())
+            h264_is_disposable(data[o : o + n], nal_len)
+            for o, n in zip(index.offsets.tolist(), index.sizes.tolist(), strict=False)
         ]
-        assert any(disposable) and not any(d and k for d, k in zip(disposable, index.is_sync))
+        assert any(disposable) and not any(d and k for d, k in zip(disposable, index.is_sync, strict=False))
         targets = [19, 38, 57]
         b = r.get_frames_at(targets)
         assert r.last_decode_nbytes < r.plan(targets).nbytes

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-import media
 from videoloader import CorruptVideoError, NotAVideoError, TrackNotFoundError, VideoLoaderError, VideoReader
+
+import media
 
 INDEX_KIND, DEMUX_KIND = "h264_bframes", "mkv_h264"
 
@@ -87,9 +88,7 @@ class _ReaderDataset(torch.utils.data.Dataset):
 def test_reader_opened_before_fork_works_in_dataloader_workers(name, corpus, ref):
     frames = ref(name)
     ds = _ReaderDataset(str(corpus[name]))
-    loader = torch.utils.data.DataLoader(
-        ds, batch_size=None, num_workers=2, multiprocessing_context="fork", timeout=60
-    )
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="fork", timeout=60)
     got = list(loader)
     assert len(got) == 6
     for i, t in enumerate(got):

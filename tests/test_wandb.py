@@ -6,11 +6,12 @@ import sys
 
 import numpy as np
 import pytest
-from app_helpers import CLASS_NAMES, TinyNet, serve_videos
 
 from videoloader.cli import main
 from videoloader.job import _wandb as wb
 from videoloader.job import run_inference
+
+from app_helpers import CLASS_NAMES, TinyNet, serve_videos
 
 FAST = dict(model=TinyNet(), weights=None, device="cpu", class_names=CLASS_NAMES, num_workers=2)
 
@@ -61,8 +62,9 @@ def served(http_server, corpus):
 def test_sink_receives_config_metrics_table_and_frames(served):
     sink = FakeSink()
     assert isinstance(sink, wb.MetricsSink)
-    result = run_inference(video_urls=served.url_list(), frames_per_video=2, random_seed=4, wandb=sink,
-                           wandb_max_images=2, **FAST)
+    result = run_inference(
+        video_urls=served.url_list(), frames_per_video=2, random_seed=4, wandb=sink, wandb_max_images=2, **FAST
+    )
     assert sink.finished
     assert set(sink.config) == set(wb.CONFIG_KEYS)
     assert sink.config["random_seed"] == 4 and sink.config["num_videos"] == 4 and sink.config["device"] == "cpu"
@@ -107,8 +109,20 @@ def test_wandb_true_and_dict_build_a_wandbsink(served, monkeypatch):
 def test_cli_wandb_flag(served, monkeypatch, capsys):
     FakeSink.instances.clear()
     monkeypatch.setattr(wb, "WandbSink", FakeSink)
-    rc = main(["infer", served.urls["h264_faststart"], "--weights", "none", "--device", "cpu", "--no-progress",
-               "--wandb", "--wandb-project", "proj-x"])
+    rc = main(
+        [
+            "infer",
+            served.urls["h264_faststart"],
+            "--weights",
+            "none",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--wandb",
+            "--wandb-project",
+            "proj-x",
+        ]
+    )
     assert rc == 0
     (sink,) = FakeSink.instances
     assert sink.kwargs == {"project": "proj-x"} and sink.tables["videos"][1]
@@ -130,17 +144,26 @@ def test_offline_run_writes_a_run_file(served, monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    result = run_inference(video_urls=served.url_list()[:2], frames_per_video=2, random_seed=1,
-                           wandb={"project": "videoloader-test", "name": "smoke", "mode": "offline",
-                                  "dir": str(tmp_path)}, **FAST)
+    result = run_inference(
+        video_urls=served.url_list()[:2],
+        frames_per_video=2,
+        random_seed=1,
+        wandb={"project": "videoloader-test", "name": "smoke", "mode": "offline", "dir": str(tmp_path)},
+        **FAST,
+    )
     assert result["status"] == "ok"
     run_files = list(tmp_path.rglob("run-*.wandb"))
     assert len(run_files) == 1, list(tmp_path.rglob("*"))
     assert run_files[0].stat().st_size > 0
     # The run file is protobuf records; metric and table names are stored verbatim.
     data = run_files[0].read_bytes()
-    for key in (b"bandwidth_total_upstream_bytes", b"frame_extraction_time_seconds", b"videos", b"frames",
-                b"random_seed"):
+    for key in (
+        b"bandwidth_total_upstream_bytes",
+        b"frame_extraction_time_seconds",
+        b"videos",
+        b"frames",
+        b"random_seed",
+    ):
         assert key in data, key
     assert b"SECRET123" not in data
     assert "offline-run-" in str(run_files[0])

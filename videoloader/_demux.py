@@ -83,9 +83,13 @@ class _Demuxer:
         for st in self.container.streams:
             if st.id == track or (st.id == 0 and st.index == track):
                 if st.type != "video":
-                    raise TrackNotFoundError(f"{self.url}: track {track} is a {st.type} stream, not video; video tracks: {listed}")
+                    raise TrackNotFoundError(
+                        f"{self.url}: track {track} is a {st.type} stream, not video; video tracks: {listed}"
+                    )
                 return st
-        raise TrackNotFoundError(f"{self.url}: no track {track} in the {self.format_name} container; video tracks: {listed}")
+        raise TrackNotFoundError(
+            f"{self.url}: no track {track} in the {self.format_name} container; video tracks: {listed}"
+        )
 
     def close(self) -> None:
         try:

@@ -58,7 +58,7 @@ class IndexPackets:
             batches[-1].append(g)
             nbytes += g.nbytes
         if len(batches) == 1:
-            for g, blobs in zip(batches[0], self._fetch(batches[0])):
+            for g, blobs in zip(batches[0], self._fetch(batches[0]), strict=False):
                 yield g, self._samples(g, blobs)
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloader-fetch") as pool:
@@ -67,7 +67,7 @@ class IndexPackets:
                 fetched = pending.result()
                 if i + 1 < len(batches):
                     pending = pool.submit(self._fetch, batches[i + 1])
-                for g, blobs in zip(batch, fetched):
+                for g, blobs in zip(batch, fetched, strict=False):
                     yield g, self._samples(g, blobs)
 
     def _fetch(self, groups: Sequence[DecodeGroup]) -> list[list[bytes]]:

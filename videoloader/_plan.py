@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._types import ByteRange
 from ._packets import SampleIndex
+from ._types import ByteRange
 
 __all__ = ["DecodeGroup", "Plan", "plan_frames", "sample_runs", "start_sample"]
 
@@ -104,7 +104,7 @@ def sample_runs(index: SampleIndex, first: int, last: int) -> tuple[ByteRange, .
     starts, stops = starts[order], stops[order]
     runs: list[ByteRange] = []
     cur_start, cur_stop = int(starts[0]), int(stops[0])
-    for s, e in zip(starts[1:].tolist(), stops[1:].tolist()):
+    for s, e in zip(starts[1:].tolist(), stops[1:].tolist(), strict=False):
         if s <= cur_stop:
             cur_stop = max(cur_stop, e)
         else:

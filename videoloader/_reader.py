@@ -21,18 +21,18 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import torch
 
+from ._batch import output_size, stack_frames
 from ._decode import decode_plan
 from ._demux import DemuxPackets
-from ._errors import CorruptVideoError, NotAVideoError, UnsupportedFormatError, VideoLoaderError
+from ._errors import NotAVideoError, UnsupportedFormatError, VideoLoaderError
 from ._fork import ProcessLocal
 from ._index_packets import IndexPackets
 from ._indices import as_index, as_indices
 from ._packets import SampleIndex
 from ._plan import Plan, plan_frames
-from ._batch import output_size, stack_frames
 from ._types import FrameBatch, VideoMetadata
 from .codecs import get_codec
-from .decoders import DecoderBackend, OutputSpec, Packet, StreamConfig, select_backend
+from .decoders import DecoderBackend, OutputSpec, StreamConfig, select_backend
 from .io import RangeSource, TransferStats
 from .mp4 import load_index
 
@@ -330,7 +330,7 @@ class VideoReader:
         secs = np.asarray(seconds, dtype=np.float64).reshape(-1)
         m = self.metadata
         idx = np.searchsorted(self._starts, secs, side="right") - 1
-        for t, i in zip(secs.tolist(), idx.tolist()):
+        for t, i in zip(secs.tolist(), idx.tolist(), strict=False):
             if i < 0 or not np.isfinite(t) or t >= self._ends[-1]:
                 end = m.begin_stream_seconds + m.duration_seconds
                 raise IndexError(f"{self.url}: time {t} s is outside the video [{m.begin_stream_seconds}, {end})")
@@ -358,7 +358,9 @@ class VideoReader:
 
     def _decode(self, plan: Plan) -> tuple[dict[int, torch.Tensor], int]:
         decoder = self._decoder.get()
-        out, fed = decode_plan(plan, self._packets, decoder, skip=self._non_reference, what=f"{self.url}: the {self.backend} decoder")
+        out, fed = decode_plan(
+            plan, self._packets, decoder, skip=self._non_reference, what=f"{self.url}: the {self.backend} decoder"
+        )
         if self._metadata is not None and self._metadata.pixel_format is None:
             self._metadata = dataclasses.replace(self._metadata, pixel_format=decoder.pixel_format())
         return out, fed

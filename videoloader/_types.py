@@ -46,14 +46,14 @@ class ByteRange:
 class FrameBatch:
     """Frames returned by a reader, in the order they were asked for."""
 
-    data: "torch.Tensor"
+    data: torch.Tensor
     """uint8 RGB frames, ``N x C x H x W`` (or ``N x H x W x C`` for NHWC).
 
     NCHW data from the CPU backend is a view of channel-last memory (as
     torchcodec returns it); call ``.contiguous()`` where packed NCHW is needed."""
-    pts_seconds: "torch.Tensor"
+    pts_seconds: torch.Tensor
     """float64 presentation time of each frame, shape ``N``."""
-    duration_seconds: "torch.Tensor"
+    duration_seconds: torch.Tensor
     """float64 display duration of each frame, shape ``N``."""
 
     def __post_init__(self) -> None:

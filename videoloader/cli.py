@@ -92,8 +92,13 @@ class _Progress:
         self._task: TaskID | None = None
         if enabled:
             self._bar = Progress(
-                TextColumn("[bold]decoding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("{task.description}"), console=Console(file=sys.stderr), transient=False,
+                TextColumn("[bold]decoding"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                console=Console(file=sys.stderr),
+                transient=False,
             )
             self._task = self._bar.add_task("", total=total)
             self._bar.start()
@@ -207,11 +212,18 @@ def _print_infer(result: dict[str, Any], out: _Out, saved: dict[int, list[str]])
             ts = ", ".join(f"{t:.2f}" for t in v["selected_timestamps_seconds"])
         else:
             top, conf, ts = "FAILED", "", ""
-        rows.append([
-            v["index"], v["url"], top, conf, ts,
-            _fmt_bytes(v["bandwidth_upstream_bytes"]), _fmt_bytes(v["bandwidth_downstream_bytes"]),
-            f"{v['total_time_seconds']:.3f}",
-        ])
+        rows.append(
+            [
+                v["index"],
+                v["url"],
+                top,
+                conf,
+                ts,
+                _fmt_bytes(v["bandwidth_upstream_bytes"]),
+                _fmt_bytes(v["bandwidth_downstream_bytes"]),
+                f"{v['total_time_seconds']:.3f}",
+            ]
+        )
     out.table(
         "videoloader infer",
         ["#", "video", "top class", "confidence", "timestamps (s)", "upstream", "to decoder", "time (s)"],
@@ -277,8 +289,16 @@ def _cmd_inspect(args: argparse.Namespace, out: _Out) -> int:
         out.table(
             "planned reads per frame",
             ["frame", "samples", "byte ranges", "bytes", "of file"],
-            [[p["frame"], f"{p['samples'][0]}..{p['samples'][1]}", " ".join(f"[{a},{b})" for a, b in p["ranges"]),
-              p["nbytes"], f"{100 * p['fraction_of_file']:.2f} %" if size else "-"] for p in info["plans"]],
+            [
+                [
+                    p["frame"],
+                    f"{p['samples'][0]}..{p['samples'][1]}",
+                    " ".join(f"[{a},{b})" for a, b in p["ranges"]),
+                    p["nbytes"],
+                    f"{100 * p['fraction_of_file']:.2f} %" if size else "-",
+                ]
+                for p in info["plans"]
+            ],
         )
     else:
         out.print(f"  {info.get('note')}")
@@ -323,13 +343,18 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--urls-file", metavar="F", help="file with one URL per line ('#' comments; '-' for stdin)")
     inf.add_argument("--frames", type=int, default=1, metavar="N", help="frames per video (default 1)")
     inf.add_argument("--seed", type=int, default=None, metavar="S", help="random seed of the frame choice")
-    inf.add_argument("--offset-max-seconds", type=float, default=None, metavar="T",
-                     help="sample only the first T seconds")
-    inf.add_argument("--model", default=DEFAULT_MODEL, metavar="M",
-                     help=f"torchvision model name (default {DEFAULT_MODEL})")
-    inf.add_argument("--weights", default="DEFAULT", metavar="W",
-                     help="DEFAULT (pretrained, downloaded once), a weights name, 'none' (random init) "
-                          "or a checkpoint path")
+    inf.add_argument(
+        "--offset-max-seconds", type=float, default=None, metavar="T", help="sample only the first T seconds"
+    )
+    inf.add_argument(
+        "--model", default=DEFAULT_MODEL, metavar="M", help=f"torchvision model name (default {DEFAULT_MODEL})"
+    )
+    inf.add_argument(
+        "--weights",
+        default="DEFAULT",
+        metavar="W",
+        help="DEFAULT (pretrained, downloaded once), a weights name, 'none' (random init) or a checkpoint path",
+    )
     inf.add_argument("--weights-dir", default=None, metavar="DIR", help="weights cache (default $TORCH_HOME/hub)")
     inf.add_argument("--backend", default="auto", metavar="B", help="decoder: auto or a backend name (see `info`)")
     inf.add_argument("--device", default="auto", metavar="D", help="model device: auto, cpu, cuda, cuda:1, mps")
@@ -344,8 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ins = sub.add_parser("inspect", help="metadata, index summary and planned byte ranges of one video")
     ins.add_argument("url", metavar="URL")
-    ins.add_argument("--frames", type=int, nargs="*", default=None, metavar="I",
-                     help="frames to plan (default first, middle, last)")
+    ins.add_argument(
+        "--frames", type=int, nargs="*", default=None, metavar="I", help="frames to plan (default first, middle, last)"
+    )
     ins.add_argument("--backend", default="cpu", metavar="B")
     ins.add_argument("--json", default=None, metavar="OUT")
     ins.set_defaults(func=_cmd_inspect)

@@ -121,7 +121,16 @@ class _SampleLoader:
         if num_threads is not None:
             _check_int("num_threads", num_threads, minimum=0)
         reader_options = dict(reader_options or {})
-        clash = set(reader_options) & {"backend", "storage_options", "size", "width", "height", "index_cache", "stats", "num_threads"}
+        clash = set(reader_options) & {
+            "backend",
+            "storage_options",
+            "size",
+            "width",
+            "height",
+            "index_cache",
+            "stats",
+            "num_threads",
+        }
         if clash:
             raise ValueError(f"reader_options must not set {sorted(clash)}: they are dataset arguments")
         self.sampler = sampler
@@ -548,4 +557,3 @@ class VideoFrameIterableDataset(_SampleLoader, IterableDataset):
 
     def __repr__(self) -> str:
         return f"VideoFrameIterableDataset({type(self.sources).__name__} sources, {self._config_repr()})"
-

@@ -231,7 +231,7 @@ def _iter_parquet(f: Any, redacted: str) -> Iterator[VideoRecord]:
             n += 1
 
 
-def read_manifest(path: str | os.PathLike, *, storage_options: dict | None = None) -> "SourceTable":
+def read_manifest(path: str | os.PathLike, *, storage_options: dict | None = None) -> SourceTable:
     """Read a whole manifest file into a :class:`SourceTable`."""
     return SourceTable.from_records(iter_manifest(path, storage_options=storage_options))
 
@@ -288,7 +288,7 @@ class SourceTable(Sequence[VideoRecord]):
             raise ManifestError("SourceTable columns differ in length")
 
     @classmethod
-    def from_records(cls, records: Iterable[VideoRecord]) -> "SourceTable":
+    def from_records(cls, records: Iterable[VideoRecord]) -> SourceTable:
         urls, labels, starts, ends = [], [], [], []
         for r in records:
             urls.append(r.url)
@@ -298,7 +298,7 @@ class SourceTable(Sequence[VideoRecord]):
         return cls(urls, labels, np.asarray(starts, dtype=np.float64), np.asarray(ends, dtype=np.float64))
 
     @classmethod
-    def from_sources(cls, sources: Any, *, storage_options: dict | None = None) -> "SourceTable":
+    def from_sources(cls, sources: Any, *, storage_options: dict | None = None) -> SourceTable:
         """From a manifest path, a list of URLs/dicts/records, or a SourceTable."""
         if isinstance(sources, SourceTable):
             return sources

@@ -43,6 +43,7 @@ def probe_codec(codec: str) -> tuple[bool, str]:
         return False, f"FFmpeg in this PyAV build has no {name!r} decoder ({e})"
     return True, ""
 
+
 # FFmpeg's native "av1" decoder needs a hardware accelerator; dav1d is the CPU one.
 _DECODER_NAMES = {"av1": "libdav1d"}
 

@@ -77,9 +77,7 @@ class VideoToolboxDecoder(PyAVDecoder):
                 "the videotoolbox backend needs macOS; use backend='auto' or 'cpu' on this machine"
             )
         if config.codec not in _VT_DECODERS:
-            raise BackendUnavailableError(
-                f"VideoToolbox does not decode {config.codec!r}; use backend='auto' or 'cpu'"
-            )
+            raise BackendUnavailableError(f"VideoToolbox does not decode {config.codec!r}; use backend='auto' or 'cpu'")
         # VideoToolbox wants one thread: frame threading only adds latency there.
         super().__init__(config, output=output, thread_count=1, thread_type="NONE")
         self._checked = False

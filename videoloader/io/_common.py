@@ -132,9 +132,7 @@ def unreachable_reason(e: BaseException, host: str | None = None) -> Unreachable
             temporary = any(isinstance(x, socket.gaierror) and x.errno == socket.EAI_AGAIN for x in chain)
             return Unreachable(f"DNS lookup failed for host {where.rsplit(':', 1)[0]}", retry_once=temporary)
     for item in chain:
-        if isinstance(item, ConnectionRefusedError) or (
-            isinstance(item, OSError) and item.errno == errno.ECONNREFUSED
-        ):
+        if isinstance(item, ConnectionRefusedError) or (isinstance(item, OSError) and item.errno == errno.ECONNREFUSED):
             return Unreachable(f"connection refused by {where}")
     return None
 

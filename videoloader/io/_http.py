@@ -234,7 +234,7 @@ class HttpBackend:
         except asyncio.CancelledError:
             error = "cancelled"
             raise
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, RuntimeError, ValueError) as e:
+        except (TimeoutError, aiohttp.ClientError, OSError, RuntimeError, ValueError) as e:
             failure = self._translate(e)
             error = str(failure)
         finally:
@@ -367,7 +367,9 @@ class HttpBackend:
         async def handle(resp: Any) -> bytes:
             return await self._handle_range_reply(resp, r, identity)
 
-        return await self._retrying(r.start, r.stop, lambda attempt: self._attempt(r.start, r.stop, r.nbytes, attempt, get, handle))
+        return await self._retrying(
+            r.start, r.stop, lambda attempt: self._attempt(r.start, r.stop, r.nbytes, attempt, get, handle)
+        )
 
     async def _handle_range_reply(self, resp: Any, r: ByteRange, identity: Identity) -> bytes:
         asked = f"asked for [{r.start}, {r.stop})"

@@ -54,7 +54,9 @@ def in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
-def run_sync(coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop | None = None, timeout: float | None = None) -> T:
+def run_sync(
+    coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop | None = None, timeout: float | None = None
+) -> T:
     """Run ``coro`` on the IO loop and wait for it from a normal thread.
 
     An interrupt (KeyboardInterrupt, timeout) while waiting cancels the coroutine

@@ -243,7 +243,7 @@ class RangeSource:
         if to_fetch:
             merged, where = self._coalesce_around_retained([ByteRange(a, b) for a, b in to_fetch])
             blobs = self._get_backend().read(merged, identity)
-            for (a, b), (m, offset) in zip(to_fetch, where):
+            for (a, b), (m, offset) in zip(to_fetch, where, strict=False):
                 blob = blobs[m]
                 fetched[(a, b)] = blob if offset == 0 and len(blob) == b - a else blob[offset : offset + b - a]
             if retain:
@@ -265,7 +265,7 @@ class RangeSource:
         where: list[tuple[int, int]] = [(0, 0)] * len(ranges)
         for members in clusters.values():
             m, w = coalesce_ranges([ranges[i] for i in members], self._coalesce_gap_bytes)
-            for i, (k, offset) in zip(members, w):
+            for i, (k, offset) in zip(members, w, strict=False):
                 where[i] = (len(merged) + k, offset)
             merged.extend(m)
         return merged, where
@@ -288,7 +288,7 @@ class RangeSource:
 
     def _retain(self, merged: Sequence[ByteRange], blobs: Sequence[bytes]) -> None:
         held = sum(len(b) for _, b in self._retained)
-        for m, blob in zip(merged, blobs):
+        for m, blob in zip(merged, blobs, strict=False):
             if held + len(blob) > self._retain_bytes:
                 break
             self._retained.append((m.start, bytes(blob)))

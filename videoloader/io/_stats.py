@@ -206,7 +206,9 @@ class TransferStats:
                 self._num_retries - snapshot.num_retries,
             )
 
-    def _frozen_copy(self, records: list[TransferRecord], requested: int, received: int, n: int, retries: int) -> TransferStats:
+    def _frozen_copy(
+        self, records: list[TransferRecord], requested: int, received: int, n: int, retries: int
+    ) -> TransferStats:
         copy = TransferStats(max_records=self._max_records)
         copy._records = records
         copy._bytes_requested, copy._bytes_received = requested, received

@@ -33,8 +33,13 @@ def _gop_lengths(is_sync: Any) -> list[int]:
     return [int(n) for n in np.diff(np.append(sync, len(is_sync)))]
 
 
-def inspect_video(url: str, *, frames: Sequence[int] | None = None, backend: str = "cpu",
-                  storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+def inspect_video(
+    url: str,
+    *,
+    frames: Sequence[int] | None = None,
+    backend: str = "cpu",
+    storage_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Metadata, access path, index summary and the byte ranges planned for a few frames.
 
     Args:
@@ -53,10 +58,17 @@ def inspect_video(url: str, *, frames: Sequence[int] | None = None, backend: str
         info: dict[str, Any] = {
             "url": reader.url,
             "metadata": {
-                "num_frames": m.num_frames, "fps": m.fps, "duration_seconds": m.duration_seconds,
-                "begin_stream_seconds": m.begin_stream_seconds, "width": m.width, "height": m.height,
-                "codec": m.codec, "pixel_format": m.pixel_format, "bit_depth": m.bit_depth,
-                "rotation": m.rotation, "container": m.container,
+                "num_frames": m.num_frames,
+                "fps": m.fps,
+                "duration_seconds": m.duration_seconds,
+                "begin_stream_seconds": m.begin_stream_seconds,
+                "width": m.width,
+                "height": m.height,
+                "codec": m.codec,
+                "pixel_format": m.pixel_format,
+                "bit_depth": m.bit_depth,
+                "rotation": m.rotation,
+                "container": m.container,
             },
             "access_path": m.access_path,
             "backend": reader.backend,
@@ -84,13 +96,15 @@ def inspect_video(url: str, *, frames: Sequence[int] | None = None, backend: str
             planned = []
             for f in picks:
                 plan = reader.plan([f])
-                planned.append({
-                    "frame": f,
-                    "samples": [plan.groups[0].first_sample, plan.groups[0].last_sample],
-                    "ranges": [[r.start, r.stop] for r in plan.ranges],
-                    "nbytes": plan.nbytes,
-                    "fraction_of_file": (plan.nbytes / size) if size else None,
-                })
+                planned.append(
+                    {
+                        "frame": f,
+                        "samples": [plan.groups[0].first_sample, plan.groups[0].last_sample],
+                        "ranges": [[r.start, r.stop] for r in plan.ranges],
+                        "nbytes": plan.nbytes,
+                        "fraction_of_file": (plan.nbytes / size) if size else None,
+                    }
+                )
             info["plans"] = planned
         else:
             info["index"] = None

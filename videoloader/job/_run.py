@@ -174,8 +174,9 @@ def run_inference(
     try:
         sync(dev)
         t0 = time.perf_counter()
-        loaded = load_model(model, weights, dev, weights_dir=weights_dir_str, preprocess=preprocess,
-                            class_names=class_names)
+        loaded = load_model(
+            model, weights, dev, weights_dir=weights_dir_str, preprocess=preprocess, class_names=class_names
+        )
         sync(dev)
         model_load_time = time.perf_counter() - t0
         log.info("model %s (weights %s) on %s loaded in %.2f s", loaded.name, loaded.weights, dev, model_load_time)
@@ -205,9 +206,9 @@ def run_inference(
             torch_version=torch.__version__,
             model=loaded.name,
             weights=loaded.weights,
-            weights_dir=weights_dir_str if weights_dir_str is not None else (
-                torch.hub.get_dir() if isinstance(model, str) else None
-            ),
+            weights_dir=weights_dir_str
+            if weights_dir_str is not None
+            else (torch.hub.get_dir() if isinstance(model, str) else None),
             backend=backend,
             frames_per_video=frames_per_video,
             random_seed=seed,
@@ -224,8 +225,11 @@ def run_inference(
     out = result.to_dict()
     log.info(
         "%d videos (%d failed): %.3f MB upstream, %.3f MB to the decoder, %.2f s",
-        out["num_videos"], out["num_failed"], out["bandwidth_total_upstream_mb"],
-        out["bandwidth_total_downstream_mb"], out["total_pipeline_time_seconds"],
+        out["num_videos"],
+        out["num_failed"],
+        out["bandwidth_total_upstream_mb"],
+        out["bandwidth_total_downstream_mb"],
+        out["total_pipeline_time_seconds"],
     )
     if sink is not None:
         try:
@@ -273,10 +277,22 @@ class _Extracted:
 class _Job:
     """Extraction in worker threads, preprocessing and batched inference on the caller's thread."""
 
-    def __init__(self, *, model: LoadedModel, device: torch.device, backend: str,
-                 storage_options: dict[str, Any] | None, frames_per_video: int, random_seed: int,
-                 offset_max_seconds: float | None, batch_size: int, top_k: int, return_frame_png: bool,
-                 index_cache: Any, wandb_max_images: int) -> None:
+    def __init__(
+        self,
+        *,
+        model: LoadedModel,
+        device: torch.device,
+        backend: str,
+        storage_options: dict[str, Any] | None,
+        frames_per_video: int,
+        random_seed: int,
+        offset_max_seconds: float | None,
+        batch_size: int,
+        top_k: int,
+        return_frame_png: bool,
+        index_cache: Any,
+        wandb_max_images: int,
+    ) -> None:
         self.model = model
         self.device = device
         self.backend = backend
@@ -304,8 +320,14 @@ class _Job:
         frames = None
         try:
             reader_device = str(self.device) if self.device.type == "cuda" else None
-            with VideoReader(url, backend=self.backend, storage_options=self.storage_options, device=reader_device,
-                             stats=stats, index_cache=self.index_cache) as reader:
+            with VideoReader(
+                url,
+                backend=self.backend,
+                storage_options=self.storage_options,
+                device=reader_device,
+                stats=stats,
+                index_cache=self.index_cache,
+            ) as reader:
                 frames = self._read(reader, vr)
             vr.ok = True
         except Exception as e:  # one failing video never stops the batch
@@ -330,8 +352,13 @@ class _Job:
         chosen = choose_frames(self.sampler, reader, rng)
         vr.frames_requested, vr.frames_returned = self.frames_per_video, len(chosen)
         if len(chosen) < self.frames_per_video:
-            log.info("video %d %s: %d frames asked, %d in the window: each taken once",
-                     vr.index, vr.url, self.frames_per_video, len(chosen))
+            log.info(
+                "video %d %s: %d frames asked, %d in the window: each taken once",
+                vr.index,
+                vr.url,
+                self.frames_per_video,
+                len(chosen),
+            )
         batch = reader.get_frames_at(chosen)
         vr.selected_frame_indices = chosen
         vr.selected_timestamps_seconds = [float(t) for t in batch.pts_seconds.tolist()]
@@ -405,15 +432,19 @@ class _Job:
         names = self.model.class_names
         for (vr, _), ps, idx in zip(owners, top_p, top_i, strict=True):
             classes = [names[i] if names is not None and i < len(names) else f"class_{i}" for i in idx]
-            vr.predictions.append([
-                {"class": c, "index": int(i), "confidence": float(p)} for c, i, p in zip(classes, idx, ps, strict=True)
-            ])
+            vr.predictions.append(
+                [
+                    {"class": c, "index": int(i), "confidence": float(p)}
+                    for c, i, p in zip(classes, idx, ps, strict=True)
+                ]
+            )
             vr.top_classes.append(classes[0])
             vr.top_class_indices.append(int(idx[0]))
             vr.confidences.append(float(ps[0]))
 
-    def run(self, urls: Sequence[str], *, first_video_index: int, num_workers: int,
-            progress: Progress | None) -> list[VideoResult]:
+    def run(
+        self, urls: Sequence[str], *, first_video_index: int, num_workers: int, progress: Progress | None
+    ) -> list[VideoResult]:
         total = len(urls)
         results: list[VideoResult] = []
         with ThreadPoolExecutor(max_workers=min(num_workers, total), thread_name_prefix="videoloader-infer") as pool:
@@ -452,4 +483,3 @@ class _Job:
     def _caption(arr: np.ndarray, vr: VideoResult, k: int) -> _Image:
         label = f": {vr.top_classes[k]} ({vr.confidences[k]:.2f})" if vr.ok and vr.top_classes else ""
         return arr, f"video {vr.index} @ {vr.selected_timestamps_seconds[k]:.3f} s{label}", vr, k
-

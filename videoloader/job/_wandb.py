@@ -33,20 +33,48 @@ from .._optional import require
 __all__ = ["CONFIG_KEYS", "METRIC_KEYS", "TABLE_COLUMNS", "MetricsSink", "WandbSink", "log_inference"]
 
 CONFIG_KEYS = (
-    "model", "weights", "device", "gpu_name", "cuda_version", "torch_version", "platform", "backend",
-    "frames_per_video", "random_seed", "offset_max_seconds", "batch_size", "num_videos",
+    "model",
+    "weights",
+    "device",
+    "gpu_name",
+    "cuda_version",
+    "torch_version",
+    "platform",
+    "backend",
+    "frames_per_video",
+    "random_seed",
+    "offset_max_seconds",
+    "batch_size",
+    "num_videos",
 )
 METRIC_KEYS = (
-    "model_load_time_seconds", "frame_extraction_time_seconds", "preprocess_time_seconds",
-    "inference_time_seconds", "total_pipeline_time_seconds",
-    "bandwidth_total_upstream_bytes", "bandwidth_total_downstream_bytes",
-    "bandwidth_total_upstream_mb", "bandwidth_total_downstream_mb", "bandwidth_num_requests",
-    "num_succeeded", "num_failed", "num_videos_with_fewer_frames",
+    "model_load_time_seconds",
+    "frame_extraction_time_seconds",
+    "preprocess_time_seconds",
+    "inference_time_seconds",
+    "total_pipeline_time_seconds",
+    "bandwidth_total_upstream_bytes",
+    "bandwidth_total_downstream_bytes",
+    "bandwidth_total_upstream_mb",
+    "bandwidth_total_downstream_mb",
+    "bandwidth_num_requests",
+    "num_succeeded",
+    "num_failed",
+    "num_videos_with_fewer_frames",
 )
 TABLE_COLUMNS = (
-    "index", "url", "status", "top_class", "confidence", "timestamps_seconds", "upstream_bytes",
-    "downstream_bytes", "frame_extraction_time_seconds", "preprocess_time_seconds",
-    "inference_time_seconds", "error",
+    "index",
+    "url",
+    "status",
+    "top_class",
+    "confidence",
+    "timestamps_seconds",
+    "upstream_bytes",
+    "downstream_bytes",
+    "frame_extraction_time_seconds",
+    "preprocess_time_seconds",
+    "inference_time_seconds",
+    "error",
 )
 
 
@@ -98,8 +126,14 @@ class WandbSink:
         self._wandb = wandb
         self.project = project or os.environ.get("WANDB_PROJECT") or "videoloader"
         kwargs: dict[str, Any] = dict(
-            project=self.project, entity=entity, name=name, group=group, tags=list(tags) if tags else None,
-            notes=notes, job_type=job_type, reinit="create_new",
+            project=self.project,
+            entity=entity,
+            name=name,
+            group=group,
+            tags=list(tags) if tags else None,
+            notes=notes,
+            job_type=job_type,
+            reinit="create_new",
         )
         if mode is not None:
             kwargs["mode"] = mode
@@ -131,20 +165,22 @@ def _table_rows(result: dict[str, Any]) -> list[list[Any]]:
     rows = []
     for v in result["videos"]:
         err = v.get("error")
-        rows.append([
-            v["index"],
-            v["url"],
-            v["status"],
-            v["top_classes"][0] if v["top_classes"] else None,
-            v["confidences"][0] if v["confidences"] else None,
-            ", ".join(f"{t:.3f}" for t in v["selected_timestamps_seconds"]),
-            v["bandwidth_upstream_bytes"],
-            v["bandwidth_downstream_bytes"],
-            v["frame_extraction_time_seconds"],
-            v["preprocess_time_seconds"],
-            v["inference_time_seconds"],
-            f"{err['type']}: {err['message']}" if err else None,
-        ])
+        rows.append(
+            [
+                v["index"],
+                v["url"],
+                v["status"],
+                v["top_classes"][0] if v["top_classes"] else None,
+                v["confidences"][0] if v["confidences"] else None,
+                ", ".join(f"{t:.3f}" for t in v["selected_timestamps_seconds"]),
+                v["bandwidth_upstream_bytes"],
+                v["bandwidth_downstream_bytes"],
+                v["frame_extraction_time_seconds"],
+                v["preprocess_time_seconds"],
+                v["inference_time_seconds"],
+                f"{err['type']}: {err['message']}" if err else None,
+            ]
+        )
     return rows
 
 

@@ -7,8 +7,8 @@ reads; ``read_index(url)`` does the same from a URL.
 
 from __future__ import annotations
 
-from ._cache import IndexCache, default_index_cache
 from .._packets import SampleIndex
+from ._cache import IndexCache, default_index_cache
 from ._read import load_index, read_index
 
 __all__ = ["IndexCache", "SampleIndex", "default_index_cache", "load_index", "read_index"]

@@ -13,8 +13,8 @@ sample offsets never need translating.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from .._errors import MP4ParseError, TruncatedFileError
 
@@ -74,8 +74,7 @@ class Buffer:
         """Bytes ``[start, stop)`` (absolute offsets); they must be in the buffer."""
         if not self.covers(start, stop):
             raise MP4ParseError(
-                f"{self.url}: internal read of [{start}, {stop}) outside the fetched bytes "
-                f"[{self.start}, {self.stop})"
+                f"{self.url}: internal read of [{start}, {stop}) outside the fetched bytes [{self.start}, {self.stop})"
             )
         return memoryview(self.data)[start - self.start : stop - self.start]
 
@@ -124,8 +123,7 @@ def parse_box_header(buf: Buffer, pos: int, limit: int, *, parent: str = "file")
         size = limit - pos
     elif size < 8:
         raise MP4ParseError(
-            f"{url}: box '{btype}' at offset {pos} has size {size}; a box is at least 8 bytes "
-            "(the file is corrupt)."
+            f"{url}: box '{btype}' at offset {pos} has size {size}; a box is at least 8 bytes (the file is corrupt)."
         )
     if btype == "uuid":
         header += 16

@@ -25,8 +25,18 @@ __all__ = ["IndexCache", "cache_key", "default_index_cache"]
 
 _FORMAT_VERSION = 1
 _ARRAYS = ("offsets", "sizes", "dts", "pts", "durations", "is_sync", "is_discard")
-_SCALARS = ("timescale", "codec", "width", "height", "track_id", "sample_entry", "rotation", "bit_depth",
-            "file_size", "fragmented")
+_SCALARS = (
+    "timescale",
+    "codec",
+    "width",
+    "height",
+    "track_id",
+    "sample_entry",
+    "rotation",
+    "bit_depth",
+    "file_size",
+    "fragmented",
+)
 
 
 def cache_key(url: str, size: int | None, validator: str | None, track: int | None) -> tuple:
@@ -36,11 +46,26 @@ def cache_key(url: str, size: int | None, validator: str | None, track: int | No
 def _copy_for_caller(index: SampleIndex) -> SampleIndex:
     """A fresh SampleIndex sharing the (read-only) arrays, with zero index cost."""
     return SampleIndex(
-        offsets=index.offsets, sizes=index.sizes, dts=index.dts, pts=index.pts, durations=index.durations,
-        is_sync=index.is_sync, timescale=index.timescale, codec=index.codec, extradata=index.extradata,
-        width=index.width, height=index.height, track_id=index.track_id, is_discard=index.is_discard,
-        sample_entry=index.sample_entry, rotation=index.rotation, bit_depth=index.bit_depth,
-        file_size=index.file_size, fragmented=index.fragmented, index_nbytes=0, index_requests=0,
+        offsets=index.offsets,
+        sizes=index.sizes,
+        dts=index.dts,
+        pts=index.pts,
+        durations=index.durations,
+        is_sync=index.is_sync,
+        timescale=index.timescale,
+        codec=index.codec,
+        extradata=index.extradata,
+        width=index.width,
+        height=index.height,
+        track_id=index.track_id,
+        is_discard=index.is_discard,
+        sample_entry=index.sample_entry,
+        rotation=index.rotation,
+        bit_depth=index.bit_depth,
+        file_size=index.file_size,
+        fragmented=index.fragmented,
+        index_nbytes=0,
+        index_requests=0,
     )
 
 
@@ -66,7 +91,10 @@ class IndexCache:
         return f"IndexCache(max_entries={self.max_entries}, directory={str(self.directory) if self.directory else None!r}, cached={len(self._items)})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, IndexCache) and (self.max_entries, self.directory) == (other.max_entries, other.directory)
+        return isinstance(other, IndexCache) and (self.max_entries, self.directory) == (
+            other.max_entries,
+            other.directory,
+        )
 
     def __getstate__(self) -> dict:
         # Picklable as configuration only (DataLoader workers start empty).
@@ -76,7 +104,7 @@ class IndexCache:
         self.__init__(state["max_entries"], directory=state["directory"])
 
     @classmethod
-    def for_directory(cls, directory: str | os.PathLike) -> "IndexCache":
+    def for_directory(cls, directory: str | os.PathLike) -> IndexCache:
         """The process's cache for ``directory`` (one per resolved folder, so
         its in-memory LRU is shared by every reader using that folder)."""
         key = str(Path(directory).expanduser().resolve())

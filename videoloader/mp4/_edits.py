@@ -36,8 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._boxes import Box, Buffer, FieldReader
 from .._errors import MP4ParseError
+from ._boxes import Box, Buffer, FieldReader
 from ._limits import MAX_EDIT_SAMPLES_FACTOR, MAX_EDITS, check_ticks
 
 __all__ = ["EditEntry", "apply_edit_list", "parse_elst", "simple_time_offset"]
@@ -111,8 +111,9 @@ def simple_time_offset(edits: list[EditEntry], *, movie_timescale: int, media_ti
     return 0
 
 
-def _find_start(ts_old: np.ndarray, cts_old: np.ndarray, key: np.ndarray, has_ctts: bool,
-                timestamp_pts: int, dts_shift: int) -> int:
+def _find_start(
+    ts_old: np.ndarray, cts_old: np.ndarray, key: np.ndarray, has_ctts: bool, timestamp_pts: int, dts_shift: int
+) -> int:
     """find_prev_closest_index: the sample a decode of this edit starts from."""
     n = len(ts_old)
     wanted = timestamp_pts - dts_shift if dts_shift > 0 else timestamp_pts

@@ -107,8 +107,7 @@ def parse_moof(buf: Buffer, moof: Box, state: FragmentState, *, max_samples: int
             continue
         tfhd_seen = False
         base_data_offset = implicit_offset
-        defaults = (state.trex.default_sample_duration, state.trex.default_sample_size,
-                    state.trex.default_sample_flags)
+        defaults = (state.trex.default_sample_duration, state.trex.default_sample_size, state.trex.default_sample_flags)
         ours = False
         next_trun_dts: int | None = None
         tfdt: int | None = None
@@ -134,9 +133,17 @@ def parse_moof(buf: Buffer, moof: Box, state: FragmentState, *, max_samples: int
                     base_data_offset = implicit_offset
                 if flags & _SAMPLE_DESCRIPTION_INDEX:
                     r.u32("sample_description_index")
-                d_dur = r.u32("default_sample_duration") if flags & _DEFAULT_SAMPLE_DURATION else state.trex.default_sample_duration
-                d_size = r.u32("default_sample_size") if flags & _DEFAULT_SAMPLE_SIZE else state.trex.default_sample_size
-                d_flags = r.u32("default_sample_flags") if flags & _DEFAULT_SAMPLE_FLAGS else state.trex.default_sample_flags
+                d_dur = (
+                    r.u32("default_sample_duration")
+                    if flags & _DEFAULT_SAMPLE_DURATION
+                    else state.trex.default_sample_duration
+                )
+                d_size = (
+                    r.u32("default_sample_size") if flags & _DEFAULT_SAMPLE_SIZE else state.trex.default_sample_size
+                )
+                d_flags = (
+                    r.u32("default_sample_flags") if flags & _DEFAULT_SAMPLE_FLAGS else state.trex.default_sample_flags
+                )
                 defaults = (d_dur, d_size, d_flags)
                 next_trun_dts = None
             elif box.type == "tfdt" and ours:
@@ -174,11 +181,21 @@ def parse_moof(buf: Buffer, moof: Box, state: FragmentState, *, max_samples: int
                 col = {f: table[:, i] for i, f in enumerate(fields)}
                 if not ours:
                     # Another track's trun still moves the implicit offset (nothing allocated).
-                    nbytes = int(col[_SAMPLE_SIZE].sum(dtype=np.int64)) if _SAMPLE_SIZE in col else sample_count * d_size
+                    nbytes = (
+                        int(col[_SAMPLE_SIZE].sum(dtype=np.int64)) if _SAMPLE_SIZE in col else sample_count * d_size
+                    )
                     implicit_offset = base_data_offset + data_offset + nbytes
                     continue
-                durations = col[_SAMPLE_DURATION].astype(np.int64) if _SAMPLE_DURATION in col else np.full(sample_count, d_dur, np.int64)
-                sizes = col[_SAMPLE_SIZE].astype(np.int64) if _SAMPLE_SIZE in col else np.full(sample_count, d_size, np.int64)
+                durations = (
+                    col[_SAMPLE_DURATION].astype(np.int64)
+                    if _SAMPLE_DURATION in col
+                    else np.full(sample_count, d_dur, np.int64)
+                )
+                sizes = (
+                    col[_SAMPLE_SIZE].astype(np.int64)
+                    if _SAMPLE_SIZE in col
+                    else np.full(sample_count, d_size, np.int64)
+                )
                 if _SAMPLE_FLAGS in col:
                     sflags = col[_SAMPLE_FLAGS].astype(np.int64)
                 else:
@@ -186,7 +203,11 @@ def parse_moof(buf: Buffer, moof: Box, state: FragmentState, *, max_samples: int
                     if first_sample_flags is not None and sample_count:
                         sflags[0] = first_sample_flags
                 # FFmpeg reads the offset as unsigned and stores it as int: signed either way.
-                ctts = col[_SAMPLE_CTO].astype(np.int32).astype(np.int64) if _SAMPLE_CTO in col else np.zeros(sample_count, np.int64)
+                ctts = (
+                    col[_SAMPLE_CTO].astype(np.int32).astype(np.int64)
+                    if _SAMPLE_CTO in col
+                    else np.zeros(sample_count, np.int64)
+                )
                 if sample_count and int(sizes.min()) == 0:
                     raise MP4ParseError(f"{url}: trun at offset {box.start} has a zero-size sample.")
                 end = base_data_offset + data_offset + int(sizes.sum())
@@ -323,7 +344,7 @@ def parse_tfra(buf: Buffer, box: Box) -> tuple[int, list[TfraEntry]]:
     dtype = ">u8" if version == 1 else ">u4"
     times = np.frombuffer(raw[:, :width].tobytes(), dtype=dtype).astype(np.int64)
     moofs = np.frombuffer(raw[:, width : 2 * width].tobytes(), dtype=dtype).astype(np.int64)
-    return track_ID, [TfraEntry(int(t), int(m)) for t, m in zip(times, moofs)]
+    return track_ID, [TfraEntry(int(t), int(m)) for t, m in zip(times, moofs, strict=False)]
 
 
 def parse_mfro(data: bytes) -> int | None:

@@ -58,8 +58,7 @@ def check_timescale(value: int, *, url: str, what: str) -> int:
     """
     if value > MAX_TIMESCALE:
         raise MP4ParseError(
-            f"{url}: {what} timescale is {value}; expected 1..{MAX_TIMESCALE} ticks per second "
-            "(the file is corrupt)."
+            f"{url}: {what} timescale is {value}; expected 1..{MAX_TIMESCALE} ticks per second (the file is corrupt)."
         )
     return value
 

@@ -28,9 +28,27 @@ MAX_TOP_LEVEL_READS = 64
 
 #: Top-level box types that may start an ISO-BMFF / QuickTime file.
 _FIRST_BOX_TYPES = frozenset(
-    {"ftyp", "styp", "moov", "mdat", "free", "skip", "wide", "pdin", "moof", "sidx", "uuid", "meta", "junk", "pnot", "prfl"}
+    {
+        "ftyp",
+        "styp",
+        "moov",
+        "mdat",
+        "free",
+        "skip",
+        "wide",
+        "pdin",
+        "moof",
+        "sidx",
+        "uuid",
+        "meta",
+        "junk",
+        "pnot",
+        "prfl",
+    }
 )
-_TOP_LEVEL_AFTER_MOOV = frozenset({"free", "skip", "wide", "sidx", "styp", "prft", "emsg", "uuid", "meta", "udta", "junk"})
+_TOP_LEVEL_AFTER_MOOV = frozenset(
+    {"free", "skip", "wide", "sidx", "styp", "prft", "emsg", "uuid", "meta", "udta", "junk"}
+)
 
 
 @dataclass
@@ -92,7 +110,9 @@ def _read(source, start: int, stop: int, url: str, size: int) -> Buffer:
     else:
         data = source.read_ranges([ByteRange(start, stop)])[0]
     if len(data) != stop - start:
-        raise TruncatedFileError(f"{url}: asked for bytes [{start}, {stop}) and got {len(data)}; the file is shorter than {size}.")
+        raise TruncatedFileError(
+            f"{url}: asked for bytes [{start}, {stop}) and got {len(data)}; the file is shorter than {size}."
+        )
     return Buffer(bytes(data), start, url=url, file_size=size)
 
 
@@ -158,9 +178,7 @@ def locate(source, *, max_moov_bytes: int = MAX_MOOV_BYTES) -> Layout:
             "'moov'; the file is incomplete (still being written?) or not a movie."
         )
     if moov.size > max_moov_bytes:
-        raise UnsupportedFormatError(
-            f"{url}: moov is {moov.size} bytes, above the {max_moov_bytes}-byte index limit."
-        )
+        raise UnsupportedFormatError(f"{url}: moov is {moov.size} bytes, above the {max_moov_bytes}-byte index limit.")
     moov_buf = None
     for b in buffers:
         if b.covers(moov.start, moov.end):

@@ -13,7 +13,8 @@ import os
 
 import numpy as np
 
-from .._errors import MP4ParseError, TruncatedFileError, TrackNotFoundError, UnsupportedFormatError
+from .._errors import MP4ParseError, TrackNotFoundError, TruncatedFileError, UnsupportedFormatError
+from .._packets import SampleIndex
 from .._types import ByteRange
 from ._boxes import Box, Buffer, iter_children, parse_box_header
 from ._cache import IndexCache, cache_key, default_index_cache
@@ -26,7 +27,6 @@ from ._fragments import (
     parse_sidx,
     parse_tfra,
 )
-from .._packets import SampleIndex
 from ._limits import (
     MAX_FRAGMENT_BOX_BYTES,
     MAX_SAMPLES,
@@ -109,7 +109,9 @@ def _resolve_cache(cache) -> IndexCache | None:
         return cache
     if isinstance(cache, (str, os.PathLike)):
         return IndexCache.for_directory(cache)
-    raise TypeError(f"load_index: cache must be an IndexCache, a folder path, None or False, got {type(cache).__name__}")
+    raise TypeError(
+        f"load_index: cache must be an IndexCache, a folder path, None or False, got {type(cache).__name__}"
+    )
 
 
 def load_index(source, *, track: int | None = None, cache=None) -> SampleIndex:
@@ -185,8 +187,7 @@ def _select_track(movie: Movie, track: int | None, url: str) -> Track:
             if t.track_ID == track:
                 if t.handler_type != "vide":
                     raise TrackNotFoundError(
-                        f"{url}: track {track} is a '{t.handler_type}' track, not video; "
-                        f"the video tracks are {video}."
+                        f"{url}: track {track} is a '{t.handler_type}' track, not video; the video tracks are {video}."
                     )
                 return t
         raise TrackNotFoundError(
@@ -224,8 +225,7 @@ def _build_index(source: _CountingSource, *, track: int | None) -> SampleIndex:
         if t is trak:
             break
     time_offset = (
-        simple_time_offset(trak.edits, movie_timescale=movie.timescale, media_timescale=timescale)
-        if trak.edits else 0
+        simple_time_offset(trak.edits, movie_timescale=movie.timescale, media_timescale=timescale) if trak.edits else 0
     )
     check_ticks(time_offset, url=url, what="the edit list's start offset")
 
@@ -242,17 +242,34 @@ def _build_index(source: _CountingSource, *, track: int | None) -> SampleIndex:
         track_end = int(s["durations"].sum())
         if trak.edits and advanced:
             e = apply_edit_list(
-                trak.edits, dts=s["dts"], ctts=s["ctts"], durations=s["durations"], is_sync=s["is_sync"],
-                has_ctts=has_ctts, dts_shift=dts_shift, movie_timescale=movie.timescale,
-                media_timescale=timescale, url=url,
+                trak.edits,
+                dts=s["dts"],
+                ctts=s["ctts"],
+                durations=s["durations"],
+                is_sync=s["is_sync"],
+                has_ctts=has_ctts,
+                dts_shift=dts_shift,
+                movie_timescale=movie.timescale,
+                media_timescale=timescale,
+                url=url,
             )
             k = e["sample"]
-            parts.append((s["offsets"][k], s["sizes"][k], e["dts"], s["durations"][k], s["ctts"][k],
-                          s["is_sync"][k], e["is_discard"]))
+            parts.append(
+                (
+                    s["offsets"][k],
+                    s["sizes"][k],
+                    e["dts"],
+                    s["durations"][k],
+                    s["ctts"][k],
+                    s["is_sync"][k],
+                    e["is_discard"],
+                )
+            )
         else:
             dts = s["dts"] - (time_offset if not advanced else 0) - dts_shift
-            parts.append((s["offsets"], s["sizes"], dts, s["durations"], s["ctts"], s["is_sync"],
-                          np.zeros(len(dts), dtype=bool)))
+            parts.append(
+                (s["offsets"], s["sizes"], dts, s["durations"], s["ctts"], s["is_sync"], np.zeros(len(dts), dtype=bool))
+            )
 
     fragmented = False
     if movie.has_mvex:
@@ -270,7 +287,7 @@ def _build_index(source: _CountingSource, *, track: int | None) -> SampleIndex:
             has_ctts = True  # a trun allocates FFmpeg's ctts table
             discard = np.zeros(m.num_samples, dtype=bool)
             bounds = m.trun_starts + [m.num_samples]
-            for a, b in zip(bounds[:-1], bounds[1:]):
+            for a, b in zip(bounds[:-1], bounds[1:], strict=False):
                 if prev_dts is not None:
                     discard[a:b] = m.dts[a:b] <= prev_dts
                 if b > a:
@@ -281,7 +298,9 @@ def _build_index(source: _CountingSource, *, track: int | None) -> SampleIndex:
             parts.append((m.offsets, m.sizes, m.dts, m.durations, m.ctts, m.is_sync, discard))
 
     if parts:
-        offsets, sizes, dts, durations, ctts, is_sync, is_discard = (np.concatenate(c) for c in zip(*parts))
+        offsets, sizes, dts, durations, ctts, is_sync, is_discard = (
+            np.concatenate(c) for c in zip(*parts, strict=False)
+        )
     else:
         offsets = sizes = dts = durations = ctts = np.zeros(0, dtype=np.int64)
         is_sync = is_discard = np.zeros(0, dtype=bool)
@@ -296,10 +315,24 @@ def _build_index(source: _CountingSource, *, track: int | None) -> SampleIndex:
     pts = dts + dts_shift + ctts if has_ctts else dts.copy()
     _check_times(url, trak.track_ID, dts, pts, is_discard)
     return SampleIndex(
-        offsets=offsets, sizes=sizes, dts=dts, pts=pts, durations=durations, is_sync=is_sync,
-        timescale=int(timescale), codec=info.codec, extradata=info.extradata, width=info.width,
-        height=info.height, track_id=trak.track_ID, is_discard=is_discard, sample_entry=info.sample_entry,
-        rotation=trak.rotation, bit_depth=info.bit_depth, file_size=size, fragmented=fragmented,
+        offsets=offsets,
+        sizes=sizes,
+        dts=dts,
+        pts=pts,
+        durations=durations,
+        is_sync=is_sync,
+        timescale=int(timescale),
+        codec=info.codec,
+        extradata=info.extradata,
+        width=info.width,
+        height=info.height,
+        track_id=trak.track_ID,
+        is_discard=is_discard,
+        sample_entry=info.sample_entry,
+        rotation=trak.rotation,
+        bit_depth=info.bit_depth,
+        file_size=size,
+        fragmented=fragmented,
     )
 
 
@@ -359,7 +392,7 @@ def _fragment_offsets(source, layout: Layout, track_ID: int) -> tuple[list[int],
         while nested and depth < 4:
             depth += 1
             next_nested = []
-            for r, b, box in _read_nested_sidx(source, nested, budget):
+            for _r, b, box in _read_nested_sidx(source, nested, budget):
                 _id, _ts, sub = parse_sidx(b, box)
                 next_nested.extend(x for x in sub if x.is_sidx)
                 offsets.extend(x.offset for x in sub if not x.is_sidx)
@@ -419,7 +452,7 @@ def _read_nested_sidx(source, refs: list, budget: list[int]) -> list[tuple]:
     take(sum(s.nbytes for s in spans))
     datas = source.read_ranges(spans)
     out = []
-    for r, span, data in zip(refs, spans, datas):
+    for r, _span, data in zip(refs, spans, datas, strict=False):
         b = Buffer(bytes(data), r.offset, url=url, file_size=size)
         box = parse_box_header(b, r.offset, r.offset + r.size)
         if box.type != "sidx":
@@ -431,8 +464,9 @@ def _read_nested_sidx(source, refs: list, budget: list[int]) -> list[tuple]:
             )
         if not b.covers(box.start, box.end):  # pragma: no cover - the window always holds a capped box
             take(box.size)
-            b = Buffer(bytes(source.read_ranges([ByteRange(box.start, box.end)])[0]), box.start,
-                       url=url, file_size=size)
+            b = Buffer(
+                bytes(source.read_ranges([ByteRange(box.start, box.end)])[0]), box.start, url=url, file_size=size
+            )
         out.append((r, b, box))
     return out
 
@@ -479,7 +513,7 @@ def _read_fragments(source, layout: Layout, track_ID: int) -> list[tuple[Buffer,
             if nbytes > _MAX_INDEX_BYTES:
                 raise UnsupportedFormatError(f"{url}: fragment headers exceed {_MAX_INDEX_BYTES} bytes.")
             datas = source.read_ranges([ByteRange(a, b) for a, b in todo])
-            for (a, _b), data in zip(todo, datas):
+            for (a, _b), data in zip(todo, datas, strict=False):
                 ready.append((a, Buffer(bytes(data), a, url=url, file_size=size)))
         # Moofs larger than what was read: one concurrent round of exact reads.
         short = []
@@ -497,7 +531,7 @@ def _read_fragments(source, layout: Layout, track_ID: int) -> list[tuple[Buffer,
         if short:
             nbytes += sum(b - a for _i, a, b in short)
             datas = source.read_ranges([ByteRange(a, b) for _i, a, b in short])
-            for (i, a, _b), data in zip(short, datas):
+            for (i, a, _b), data in zip(short, datas, strict=False):
                 ready[i] = (a, Buffer(bytes(data), a, url=url, file_size=size))
         pending = []
         for off, buf in ready:

@@ -89,7 +89,9 @@ def parse_stz2(buf: Buffer, box: Box) -> tuple[int, int, np.ndarray | None]:
     field_size = r.u8("field_size")
     sample_count = r.u32("sample_count")
     if field_size not in (4, 8, 16):
-        raise MP4ParseError(f"{buf.url}: 'stz2' at offset {box.start} has field_size {field_size}; expected 4, 8 or 16.")
+        raise MP4ParseError(
+            f"{buf.url}: 'stz2' at offset {box.start} has field_size {field_size}; expected 4, 8 or 16."
+        )
     nbytes = (sample_count * field_size + 7) // 8
     r.check_table(1, nbytes, "bytes of stz2 sample sizes")
     raw = np.frombuffer(r.view(nbytes), dtype=np.uint8)
@@ -173,7 +175,9 @@ def parse_co64(buf: Buffer, box: Box) -> np.ndarray:
     r.check_table(entry_count, 8, "co64 chunk offsets")
     offsets = np.frombuffer(r.view(entry_count * 8), dtype=">u8")
     if len(offsets) and int(offsets.max()) >= 1 << 62:
-        raise MP4ParseError(f"{buf.url}: 'co64' at offset {box.start} holds an absurd chunk offset {int(offsets.max())}.")
+        raise MP4ParseError(
+            f"{buf.url}: 'co64' at offset {box.start} holds an absurd chunk offset {int(offsets.max())}."
+        )
     return offsets.astype(np.int64)
 
 
@@ -220,8 +224,16 @@ def build_samples(tables: SampleTables, *, url: str, file_size: int, track_id: i
     """
     where = f"{url}: track {track_id}"
     if tables.stsz is None or tables.stsc is None or tables.chunk_offsets is None or tables.stts is None:
-        missing = [n for n, v in (("stsz/stz2", tables.stsz), ("stsc", tables.stsc),
-                                  ("stco/co64", tables.chunk_offsets), ("stts", tables.stts)) if v is None]
+        missing = [
+            n
+            for n, v in (
+                ("stsz/stz2", tables.stsz),
+                ("stsc", tables.stsc),
+                ("stco/co64", tables.chunk_offsets),
+                ("stts", tables.stts),
+            )
+            if v is None
+        ]
         raise MP4ParseError(f"{where}: sample table lacks mandatory box(es) {', '.join(missing)}.")
     sample_size, sample_count, entry_sizes = tables.stsz
     if sample_size and sample_count * sample_size > file_size:
