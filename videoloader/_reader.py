@@ -16,7 +16,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
 
 import numpy as np
 import torch
@@ -36,6 +36,10 @@ from .decoders import DecoderBackend, OutputSpec, StreamConfig, select_backend
 from .io import RangeSource, TransferStats
 from .mp4 import load_index
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .io._source import SourceLike
+    from .mp4._read import CacheOption
+
 __all__ = ["VideoReader"]
 
 log = logging.getLogger(__name__)
@@ -46,18 +50,19 @@ INDEX_CODECS = frozenset({"h264", "hevc", "av1", "vp9"})
 MAX_RECORDS = 4096
 
 DimensionOrder = Literal["NCHW", "NHWC"]
-_F = TypeVar("_F", bound=Callable[..., Any])
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
-def _serialised(method: _F) -> _F:
+def _serialised(method: Callable[Concatenate[VideoReader, _P], _R]) -> Callable[Concatenate[VideoReader, _P], _R]:
     """Run a public method under the reader's lock, naming the reader's URL in our errors."""
 
     @functools.wraps(method)
-    def wrapper(self: VideoReader, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: VideoReader, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         with self._lock.get(), self._errors_named():
             return method(self, *args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 class VideoReader:
@@ -106,10 +111,10 @@ class VideoReader:
 
     def __init__(
         self,
-        source: Any,
+        source: SourceLike,
         *,
         backend: str = "auto",
-        storage_options: dict | None = None,
+        storage_options: dict[str, Any] | None = None,
         width: int | None = None,
         height: int | None = None,
         size: tuple[int, int] | None = None,
@@ -117,9 +122,9 @@ class VideoReader:
         device: str | None = None,
         track: int | None = None,
         stats: TransferStats | None = None,
-        index_cache: Any = None,
+        index_cache: CacheOption = None,
         num_threads: int = 0,
-        source_options: dict | None = None,
+        source_options: dict[str, Any] | None = None,
     ) -> None:
         if dimension_order not in ("NCHW", "NHWC"):
             raise ValueError(f"dimension_order must be 'NCHW' or 'NHWC', got {dimension_order!r}")
@@ -151,7 +156,7 @@ class VideoReader:
             self.close()
             raise
 
-    def _open_packets(self, track: int | None, index_cache: Any) -> IndexPackets | DemuxPackets:
+    def _open_packets(self, track: int | None, index_cache: CacheOption) -> IndexPackets | DemuxPackets:
         try:
             table = load_index(self._source, track=track, cache=index_cache)
         except (NotAVideoError, UnsupportedFormatError) as e:

@@ -24,7 +24,9 @@ def collate_skip_none(batch: Sequence[Any], *, collate_fn: Callable[[list[Any]],
         The collated batch, or None when every sample was dropped.
     """
     if collate_fn is None:
-        from torch.utils.data import default_collate as collate_fn
+        from torch.utils.data import default_collate
+
+        collate_fn = default_collate
     kept = [s for s in batch if s is not None]
     if not kept:
         return None

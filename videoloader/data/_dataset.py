@@ -248,6 +248,7 @@ class _SampleLoader:
                 transfer = (stats if before is None else stats.since(before)).as_dict()
                 state.readers.discard(reader)
             return self._failed(error, index, url, record, transfer, has_labels, state)
+        assert reader is not None, "the try block above acquired a reader or set error"
         stats = reader.transfer_stats
         transfer = (stats if before is None else stats.since(before)).as_dict()
         state.readers.release(record.url, reader)
@@ -507,7 +508,11 @@ class VideoFrameIterableDataset(_SampleLoader, IterableDataset):
 
     def shard(self) -> tuple[int, int]:
         """``(shard, num_shards)`` of the calling process/worker."""
-        rank, world = (self.rank, self.world_size) if self.world_size is not None else _shard()
+        if self.world_size is not None:
+            assert self.rank is not None, "__init__ takes rank and world_size together"
+            rank, world = self.rank, self.world_size
+        else:
+            rank, world = _shard()
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
         return rank * nw + wid, world * nw

@@ -13,11 +13,14 @@ torchdata is optional (``pip install 'videoloader[data]'``) and imported here on
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._optional import require
 from ._collate import collate_skip_none
 from ._dataset import VideoFrameDataset, VideoFrameIterableDataset
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._sources import VideoRecord
 
 __all__ = ["make_node_loader"]
 
@@ -71,6 +74,8 @@ def make_node_loader(
     tn = _nodes()
     import torch.utils.data as tud
 
+    # An iterable dataset maps (position, record) pairs, a map-style one item indices.
+    map_fn: Callable[[tuple[int, VideoRecord]], dict[str, Any] | None] | Callable[[int], dict[str, Any] | None]
     if isinstance(dataset, VideoFrameIterableDataset):
         if sampler is not None:
             raise ValueError("an iterable dataset shards itself; sampler is for map-style datasets")

@@ -14,7 +14,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,7 +182,7 @@ def _manifest_read_error(e: Exception, redacted: str) -> VideoLoaderError:
     return ManifestError(f"{redacted}: the manifest could not be read ({text})")
 
 
-def _iter_manifest(path: str, redacted: str, storage_options: dict | None) -> Iterator[VideoRecord]:
+def _iter_manifest(path: str, redacted: str, storage_options: dict | None) -> Generator[VideoRecord, None, None]:
     import fsspec
 
     lower = path.split("?", 1)[0].lower()

@@ -42,7 +42,7 @@ def _nvidia_smi() -> dict[str, str | None]:
 
 def _pynvml_driver() -> str | None:
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml
     except Exception:
         return None
     try:

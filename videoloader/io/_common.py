@@ -8,11 +8,13 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
+from .._types import ByteRange
 from ._redact import redact_text
 
 __all__ = [
+    "Backend",
     "Identity",
     "ShortBody",
     "Transient",
@@ -42,6 +44,20 @@ class Identity:
     def validator(self) -> str | None:
         """ETag, else Last-Modified, else None."""
         return self.etag if self.etag is not None else self.last_modified
+
+
+class Backend(Protocol):
+    """What RangeSource needs from the reader of one object (local file, fsspec, HTTP, file object).
+
+    A backend may also offer ``stat_and_read_head(nbytes) -> (Identity, bytes)``
+    (HTTP does: size and first bytes in one request); RangeSource looks it up.
+    """
+
+    def stat(self) -> Identity: ...
+
+    def read(self, ranges: Sequence[ByteRange], identity: Identity) -> list[bytes]: ...
+
+    def close(self) -> None: ...
 
 
 class Transient(Exception):
@@ -140,10 +156,9 @@ def unreachable_reason(e: BaseException, host: str | None = None) -> Unreachable
 def _host_of(chain: list[BaseException]) -> str:
     for item in chain:
         if type(item).__name__.startswith("ClientConnector"):  # aiohttp: .host / .port of the connection
-            try:
-                host, port = item.host, item.port  # type: ignore[attr-defined]
-            except AttributeError:
+            if not (hasattr(item, "host") and hasattr(item, "port")):
                 continue
+            host, port = item.host, item.port
             if host:
                 return f"{host}:{port}" if port else str(host)
     return "the server"
@@ -164,8 +179,9 @@ async def gather_or_cancel(factories: Sequence[Callable[[], Awaitable[T]]], limi
     try:
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
-            if task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+            error = task.exception()
+            if error is not None:
+                raise error
         return [task.result() for task in tasks]
     finally:
         for task in tasks:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
+    from _typeshed import WriteableBuffer
+
     from ._source import RangeSource
 
 __all__ = ["RangeFile"]
@@ -79,7 +81,7 @@ class RangeFile(io.RawIOBase):
         self._pos = int(pos)
         return self._pos
 
-    def readinto(self, buffer: Any) -> int:
+    def readinto(self, buffer: WriteableBuffer) -> int:
         self._checkClosed()
         view = memoryview(buffer).cast("B")
         want = min(len(view), max(0, self._size - self._pos))

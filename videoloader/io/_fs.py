@@ -26,8 +26,8 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence, Sized
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from .._errors import (
     RangeRequestError,
@@ -43,9 +43,13 @@ from ._loop import run_sync
 from ._retry import RetryPolicy, retry_async, retry_sync
 from ._stats import TransferRecord, TransferStats
 
+if TYPE_CHECKING:  # pragma: no cover - fsspec is imported when first used
+    from fsspec import AbstractFileSystem
+
 __all__ = ["FileObjectBackend", "FsspecBackend", "LocalBackend", "validator_from_info"]
 
-T = TypeVar("T")
+# What a retried filesystem call returns: bytes, or fs.info()'s dict.
+S = TypeVar("S", bound=Sized)
 
 _MIN_THROUGHPUT_BYTES_PER_SECOND = 256 * 1024
 # Keys of fs.info() that identify a version, most specific first.
@@ -102,7 +106,7 @@ class _Recorder:
             )
         )
 
-    def _check_length(self, r: ByteRange, data: bytes) -> None:
+    def _check_length(self, r: ByteRange, data: Sized) -> None:
         if len(data) < r.nbytes:
             raise SourceChangedError(
                 f"{self._redacted}: asked for [{r.start}, {r.stop}), got {len(data)} bytes: the object is shorter "
@@ -114,23 +118,22 @@ class _Recorder:
                 f"{len(data)} bytes."
             )
 
-    def _sync_retrying(self, what: str, r: ByteRange | None, call: Callable[[], T], record: bool) -> T:
+    def _sync_retrying(self, what: str, r: ByteRange | None, call: Callable[[], S], record: bool) -> S:
         """``call()`` under the retry policy; with ``record``, each attempt on ``r`` becomes a TransferRecord."""
 
-        def once(attempt: int) -> T:
+        def once(attempt: int) -> S:
             t0 = time.perf_counter()
-            result: Any = None
-            failure: tuple[BaseException, BaseException | None] | None = None
+            result: S | None = None
             try:
                 result = call()
                 if r is not None:
                     self._check_length(r, result)
             except Exception as e:
                 failure = _translate(e, self._redacted, what)
-            if failure is None:
+            else:
                 if record and r is not None:
                     self._record(r, len(result), t0, attempt, None)
-                return result  # type: ignore[no-any-return]
+                return result
             err, cause = failure
             if record and r is not None:
                 got = len(result) if isinstance(result, (bytes, bytearray)) else 0
@@ -277,7 +280,7 @@ class FsspecBackend(_Recorder):
 
     def __init__(
         self,
-        fs: Any,
+        fs: AbstractFileSystem,
         path: str,
         *,
         redacted: str,
@@ -361,7 +364,7 @@ class FileObjectBackend(_Recorder):
 
     kind = "fileobj"
 
-    def __init__(self, fileobj: Any, *, redacted: str, stats: TransferStats, retry: RetryPolicy) -> None:
+    def __init__(self, fileobj: IO[bytes], *, redacted: str, stats: TransferStats, retry: RetryPolicy) -> None:
         super().__init__(redacted, stats, retry)
         self._f = fileobj
         self._lock = threading.Lock()

@@ -42,7 +42,7 @@ import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import (
     RangeRequestError,
@@ -57,6 +57,9 @@ from ._loop import run_sync, sessions
 from ._redirect import Redirects, origin
 from ._retry import RetryPolicy, parse_retry_after, retry_async
 from ._stats import TransferRecord, TransferStats
+
+if TYPE_CHECKING:  # pragma: no cover - aiohttp is imported lazily (its import takes ~0.4 s)
+    from aiohttp import ClientResponse, ClientSession, ClientTimeout
 
 __all__ = ["HttpBackend"]
 
@@ -80,7 +83,7 @@ def _transient_status(status: int) -> bool:
     return status in (408, 429) or (500 <= status < 600 and status not in (501, 505))
 
 
-def _raw_bytes(resp: Any) -> int:
+def _raw_bytes(resp: ClientResponse) -> int:
     content = resp.content
     return int(getattr(content, "total_raw_bytes", None) or getattr(content, "total_bytes", 0) or 0)
 
@@ -145,12 +148,12 @@ class HttpBackend:
         self._read_timeout = read_timeout_seconds
         self._max_concurrency = max_concurrency
         self._stats = stats
-        self._session: Any = None
+        self._session: ClientSession | None = None
         self._lock = threading.Lock()
 
     # -- session -------------------------------------------------------------------------------
 
-    def _get_session(self) -> Any:
+    def _get_session(self) -> ClientSession:
         with self._lock:
             if self._session is None or self._session.closed:
                 self._session = sessions.acquire(self._session_key, self._client_kwargs)
@@ -189,7 +192,7 @@ class HttpBackend:
         """``once(attempt)`` under the retry policy (the loop shared by every backend)."""
         return await retry_async(self._retry, once, redacted=self._redacted, what=f"[{start}, {stop})")
 
-    def _timeout(self, nbytes: int) -> Any:
+    def _timeout(self, nbytes: int) -> ClientTimeout:
         import aiohttp
 
         total = self._connect_timeout + 2 * self._read_timeout + nbytes / _MIN_THROUGHPUT_BYTES_PER_SECOND
@@ -201,8 +204,8 @@ class HttpBackend:
         stop: int,
         bytes_requested: int,
         attempt: int,
-        send: tuple[Any, str, dict[str, str], Any],
-        handle: Callable[[Any], Awaitable[T]],
+        send: tuple[ClientSession, str, dict[str, str], ClientTimeout],
+        handle: Callable[[ClientResponse], Awaitable[T]],
     ) -> T:
         """One request: send (following redirects), handle the reply, classify failures, record the attempt.
 
@@ -271,12 +274,12 @@ class HttpBackend:
 
     # -- stat ------------------------------------------------------------------------------------
 
-    async def _stat(self, session: Any) -> Identity:
+    async def _stat(self, session: ClientSession) -> Identity:
         headers = {"Accept-Encoding": "identity"}
 
         head = (session, "HEAD", headers, self._timeout(0))
 
-        async def handle_head(resp: Any) -> Identity | None:
+        async def handle_head(resp: ClientResponse) -> Identity | None:
             if resp.status in (401, 403, 405, 501):  # e.g. a URL signed for GET only: ask with GET
                 await self._drain(resp)
                 return None
@@ -292,11 +295,11 @@ class HttpBackend:
             return identity
         return await self._retrying(0, 1, lambda attempt: self._probe(session, attempt))
 
-    async def _probe(self, session: Any, attempt: int) -> Identity:
+    async def _probe(self, session: ClientSession, attempt: int) -> Identity:
         """``GET bytes=0-0``: works where HEAD is refused (e.g. URLs signed for GET only)."""
         get = (session, "GET", {"Range": "bytes=0-0", "Accept-Encoding": "identity"}, self._timeout(1))
 
-        async def handle(resp: Any) -> Identity:
+        async def handle(resp: ClientResponse) -> Identity:
             if resp.status == 416:  # empty object: "bytes */0"
                 parsed = _parse_content_range(resp.headers.get("Content-Range"))
                 await self._drain(resp)
@@ -320,11 +323,11 @@ class HttpBackend:
 
         return await self._attempt(0, 1, 1, attempt, get, handle)
 
-    async def _head_get(self, session: Any, nbytes: int, attempt: int) -> tuple[Identity, bytes]:
+    async def _head_get(self, session: ClientSession, nbytes: int, attempt: int) -> tuple[Identity, bytes]:
         headers = {"Range": f"bytes=0-{nbytes - 1}", "Accept-Encoding": "identity"}
         get = (session, "GET", headers, self._timeout(nbytes))
 
-        async def handle(resp: Any) -> tuple[Identity, bytes]:
+        async def handle(resp: ClientResponse) -> tuple[Identity, bytes]:
             etag, modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
             if resp.status == 416:  # an empty object: "bytes */0"
                 parsed = _parse_content_range(resp.headers.get("Content-Range"))
@@ -361,17 +364,17 @@ class HttpBackend:
 
     # -- GET ranges ------------------------------------------------------------------------------
 
-    async def _fetch(self, session: Any, r: ByteRange, identity: Identity) -> bytes:
+    async def _fetch(self, session: ClientSession, r: ByteRange, identity: Identity) -> bytes:
         get = (session, "GET", {"Range": r.http_header(), "Accept-Encoding": "identity"}, self._timeout(r.nbytes))
 
-        async def handle(resp: Any) -> bytes:
+        async def handle(resp: ClientResponse) -> bytes:
             return await self._handle_range_reply(resp, r, identity)
 
         return await self._retrying(
             r.start, r.stop, lambda attempt: self._attempt(r.start, r.stop, r.nbytes, attempt, get, handle)
         )
 
-    async def _handle_range_reply(self, resp: Any, r: ByteRange, identity: Identity) -> bytes:
+    async def _handle_range_reply(self, resp: ClientResponse, r: ByteRange, identity: Identity) -> bytes:
         asked = f"asked for [{r.start}, {r.stop})"
         if resp.status == 416:
             parsed = _parse_content_range(resp.headers.get("Content-Range"))
@@ -416,7 +419,7 @@ class HttpBackend:
                 )
         return await self._read_exact(resp, r, asked)
 
-    async def _read_exact(self, resp: Any, r: ByteRange, asked: str) -> bytes:
+    async def _read_exact(self, resp: ClientResponse, r: ByteRange, asked: str) -> bytes:
         n = r.nbytes
         length = resp.content_length
         if length is not None and length > n:
@@ -446,7 +449,7 @@ class HttpBackend:
 
     # -- reply checks ----------------------------------------------------------------------------
 
-    def _check_identity(self, resp: Any, identity: Identity) -> None:
+    def _check_identity(self, resp: ClientResponse, identity: Identity) -> None:
         etag, modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
         changed = None
         if identity.etag is not None and etag is not None and etag != identity.etag:
@@ -468,7 +471,7 @@ class HttpBackend:
                 "bytes of two versions; reopen the source."
             )
 
-    async def _raise_for_error(self, resp: Any, what: str) -> None:
+    async def _raise_for_error(self, resp: ClientResponse, what: str) -> None:
         status = resp.status
         if status < 400 and status != 204:
             return
@@ -491,7 +494,7 @@ class HttpBackend:
             raise RangeRequestError(f"{self._redacted}: {what} got HTTP 204 No Content.")
         raise SourceError(f"{self._redacted}: {what} got HTTP {status} {reason}.")
 
-    async def _drain(self, resp: Any) -> None:
+    async def _drain(self, resp: ClientResponse) -> None:
         """Read a small error body (counted, connection reusable); close on a large one."""
         length = resp.content_length
         if length is not None and length > _ERROR_BODY_BYTES:

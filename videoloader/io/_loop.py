@@ -22,9 +22,12 @@ import atexit
 import concurrent.futures
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._fork import ProcessLocal
+
+if TYPE_CHECKING:  # pragma: no cover - aiohttp is imported lazily (its import takes ~0.4 s)
+    from aiohttp import ClientSession
 
 __all__ = ["SessionRegistry", "get_loop", "in_loop_thread", "run_sync", "sessions"]
 
@@ -77,7 +80,7 @@ def run_sync(
 class _Entry:
     __slots__ = ("refs", "session")
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: ClientSession) -> None:
         self.session = session
         self.refs = 0
 
@@ -97,7 +100,7 @@ class SessionRegistry:
         # Per process: a forked child starts empty, the parent's sessions are kept aside unclosed.
         self._local: ProcessLocal[_ProcessSessions] = ProcessLocal(_ProcessSessions)
 
-    def acquire(self, key: str, client_kwargs: dict[str, Any] | None = None) -> Any:
+    def acquire(self, key: str, client_kwargs: dict[str, Any] | None = None) -> ClientSession:
         """The session for ``key`` (created on first use), with one more reference."""
         state = self._local.get()
         with state.lock:
@@ -111,18 +114,19 @@ class SessionRegistry:
         import aiohttp  # noqa: F401
 
         session = run_sync(_new_session(dict(client_kwargs or {})))
+        unused: ClientSession | None = session
         with state.lock:
             entry = state.entries.get(key)
             if entry is None or entry.session.closed:
                 entry = state.entries[key] = _Entry(session)
-                session = None
+                unused = None
             entry.refs += 1
             result = entry.session
-        if session is not None:  # lost a race with another thread
-            _close_session_now(session)
+        if unused is not None:  # lost a race with another thread
+            _close_session_now(unused)
         return result
 
-    def release(self, key: str, session: Any) -> None:
+    def release(self, key: str, session: ClientSession) -> None:
         """Drop one reference; the last one closes the session.
 
         A session acquired by the parent before a fork is not among this
@@ -156,7 +160,7 @@ class SessionRegistry:
         return len(self._local.get().entries)
 
 
-async def _new_session(client_kwargs: dict[str, Any]) -> Any:
+async def _new_session(client_kwargs: dict[str, Any]) -> ClientSession:
     import aiohttp
 
     if "connector" not in client_kwargs:
@@ -174,7 +178,7 @@ async def _new_session(client_kwargs: dict[str, Any]) -> Any:
     return session
 
 
-async def _close_session(session: Any) -> None:
+async def _close_session(session: ClientSession) -> None:
     await session.close()
     # Transports close their sockets in connection_lost, scheduled with call_soon:
     # yield so the file descriptors are really gone when close() returns.
@@ -182,7 +186,7 @@ async def _close_session(session: Any) -> None:
         await asyncio.sleep(0)
 
 
-def _close_session_now(session: Any) -> None:
+def _close_session_now(session: ClientSession) -> None:
     loop = get_loop()
     if in_loop_thread(loop):  # e.g. a finalizer run by the GC on the loop thread: don't block it
         loop.create_task(_close_session(session))

@@ -7,7 +7,7 @@ import re
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypedDict
 
 __all__ = [
     "LOGGERS_TO_REDACT",
@@ -47,15 +47,15 @@ def redact_url(url: str) -> str:
         'https://cdn.example.com/v.mp4'
     """
     url = str(url)
-    parts = _split_chain(url)
-    if len(parts) > 1:
-        return "::".join(redact_url(part) for part in parts)
+    links = _split_chain(url)
+    if len(links) > 1:
+        return "::".join(redact_url(link) for link in links)
     if "://" not in url:
         return url
     try:
-        parts = urllib.parse.urlsplit(url)
-        netloc = parts.netloc.rpartition("@")[2]
-        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        split = urllib.parse.urlsplit(url)
+        netloc = split.netloc.rpartition("@")[2]
+        return urllib.parse.urlunsplit((split.scheme, netloc, split.path, "", ""))
     except ValueError:  # malformed (bad port, bad IPv6 literal): cut by hand
         scheme, _, rest = url.partition("://")
         rest = re.split(r"[?#]", rest, maxsplit=1)[0]
@@ -124,8 +124,14 @@ def _redact_record(record: logging.LogRecord) -> None:
         record.stack_info = redact_log_text(record.stack_info)
 
 
+class _Installed(TypedDict, total=False):
+    previous: Callable[..., logging.LogRecord]  # the record factory we wrapped
+    factory: Callable[..., logging.LogRecord]  # ours
+    prefixes: tuple[str, ...]  # logger names whose records are redacted
+
+
 _install_lock = threading.Lock()
-_installed: dict[str, Any] = {}
+_installed: _Installed = {}
 
 
 def install_log_redaction(names: Iterable[str] = LOGGERS_TO_REDACT) -> None:

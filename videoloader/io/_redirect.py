@@ -13,9 +13,13 @@ unless the caller opted in with ``forward_headers_on_redirect=True``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import SourceError
+
+if TYPE_CHECKING:  # pragma: no cover - aiohttp and yarl are imported lazily
+    from aiohttp import ClientResponse, ClientSession, ClientTimeout
+    from yarl import URL
 
 __all__ = ["MAX_REDIRECTS", "OWN_OPTIONS", "REDIRECT_STATUSES", "Redirects", "fsspec_options", "origin"]
 
@@ -33,7 +37,7 @@ def fsspec_options(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (storage_options or {}).items() if k not in OWN_OPTIONS}
 
 
-def origin(url: Any) -> tuple[str, str, int | None]:
+def origin(url: str | URL) -> tuple[str, str, int | None]:
     """``(scheme, host, port)`` of a URL (a str or a ``yarl.URL``); the port defaults by scheme."""
     from yarl import URL
 
@@ -70,8 +74,13 @@ class Redirects:
         self._forward = forward
 
     async def send(
-        self, session: Any, method: str, own_headers: Mapping[str, str], timeout: Any, counter: list[int]
-    ) -> Any:
+        self,
+        session: ClientSession,
+        method: str,
+        own_headers: Mapping[str, str],
+        timeout: ClientTimeout,
+        counter: list[int],
+    ) -> ClientResponse:
         """The final (non-redirect) ``ClientResponse``; the caller releases it.
 
         Args:
@@ -86,7 +95,7 @@ class Redirects:
         """
         from yarl import URL
 
-        url: Any = self._url
+        url: str | URL = self._url
         first = origin(url)
         with_credentials = True
         for _ in range(MAX_REDIRECTS + 1):
@@ -118,7 +127,7 @@ class Redirects:
         )
 
 
-async def _discard(resp: Any, counter: list[int]) -> None:
+async def _discard(resp: ClientResponse, counter: list[int]) -> None:
     """Read a redirect's (small) body so the connection can be reused, counting its bytes."""
     length = resp.content_length
     if length is not None and length > 64 * 1024:

@@ -8,18 +8,28 @@ import os
 import threading
 import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any, TypedDict
 
 from .._errors import SourceError, TruncatedFileError
 from .._fork import ProcessLocal
 from .._types import ByteRange
 from ._coalesce import COALESCE_GAP_BYTES, coalesce_ranges
-from ._common import Identity, describe, safe_cause
+from ._common import Backend, Identity, describe, safe_cause
 from ._redact import _split_chain, redact_url
 from ._retry import RetryPolicy
 from ._stats import TransferStats
 
-__all__ = ["READ_AHEAD_BYTES", "RangeSource"]
+if TYPE_CHECKING:  # pragma: no cover - fsspec, aiohttp and the backends are imported when first used
+    from fsspec import AbstractFileSystem
+
+    from ._file import RangeFile
+    from ._http import HttpBackend
+
+__all__ = ["READ_AHEAD_BYTES", "RangeSource", "SourceLike"]
+
+#: What ``RangeSource`` reads: a URL or local path, or an open binary file
+#: (an fsspec file object, or any seekable binary file object).
+SourceLike = str | os.PathLike[str] | IO[bytes]
 
 # Read-ahead of open_file(): FFmpeg's demuxers read 32 KiB at a time and seek
 # often; a few of those per request is cheap, whole 5 MiB blocks (fsspec's
@@ -106,7 +116,7 @@ class RangeSource:
 
     def __init__(
         self,
-        source: Any,
+        source: SourceLike,
         *,
         storage_options: dict[str, Any] | None = None,
         coalesce_gap_bytes: int = COALESCE_GAP_BYTES,
@@ -132,7 +142,7 @@ class RangeSource:
             )
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"RangeSource.retry must be a RetryPolicy, got {type(retry).__name__}")
-        self._source = source
+        self._source: str | IO[bytes] | _FsspecFileRef = source
         self._storage_options = dict(storage_options or {})
         self._coalesce_gap_bytes = int(coalesce_gap_bytes)
         self._max_concurrency = int(max_concurrency)
@@ -152,7 +162,7 @@ class RangeSource:
         # Built on first use in each process; one built before a fork is kept
         # aside in the child, never used or closed there (see videoloader._fork).
         # The factory holds only a weak reference, so dropping the source frees it.
-        self._backend: ProcessLocal[Any] = ProcessLocal(functools.partial(_build_backend, weakref.ref(self)))
+        self._backend: ProcessLocal[Backend] = ProcessLocal(functools.partial(_build_backend, weakref.ref(self)))
         # Closes this process's backend when the source is dropped without close().
         self._finalizer = weakref.finalize(self, _close_backend, self._backend)
         self._closed = False
@@ -314,7 +324,7 @@ class RangeSource:
                         return data
         return self.read_ranges([ByteRange(0, min(nbytes, self.size))], retain=retain)[0]
 
-    def open_file(self, *, read_ahead_bytes: int = READ_AHEAD_BYTES) -> Any:
+    def open_file(self, *, read_ahead_bytes: int = READ_AHEAD_BYTES) -> RangeFile:
         """A seekable, read-only binary file whose reads go through ``read_ranges``.
 
         Meant for FFmpeg/PyAV demuxing of containers we cannot index: every byte
@@ -336,7 +346,7 @@ class RangeSource:
     def __enter__(self) -> RangeSource:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -354,16 +364,16 @@ class RangeSource:
                 self._identity = self._get_backend().stat()
             return self._identity
 
-    def _get_backend(self) -> Any:
+    def _get_backend(self) -> Backend:
         if self._closed:
             raise SourceError(f"{self._url}: the source was closed; open a new one to read again.")
         return self._backend.get()
 
-    def _make_backend(self) -> Any:
+    def _make_backend(self) -> Backend:
         from ._fs import FileObjectBackend, FsspecBackend, LocalBackend
         from ._http import HttpBackend
 
-        common = {"redacted": self._url, "stats": self._stats, "retry": self._retry}
+        common: _BackendOptions = {"redacted": self._url, "stats": self._stats, "retry": self._retry}
         source = self._source
         if isinstance(source, _FsspecFileRef):
             fs, path = source.fs, source.path
@@ -373,8 +383,10 @@ class RangeSource:
             if "://" not in source and "::" not in source:
                 return LocalBackend(source, **common)
             fs, path = self._url_to_fs(source)
-        elif getattr(source, "fs", None) is not None and getattr(source, "path", None) is not None:
-            fs, path = source.fs, source.path
+        elif (file_fs := getattr(source, "fs", None)) is not None and (
+            file_path := getattr(source, "path", None)
+        ) is not None:
+            fs, path = file_fs, file_path
         elif hasattr(source, "read") and hasattr(source, "seek"):
             return FileObjectBackend(source, **common)
         else:
@@ -396,7 +408,7 @@ class RangeSource:
             **common,
         )
 
-    def _url_to_fs(self, source: str) -> tuple[Any, str]:
+    def _url_to_fs(self, source: str) -> tuple[AbstractFileSystem, str]:
         """fsspec's filesystem and path for a URL; an error whose text holds the raw URL is redacted."""
         import fsspec.core
 
@@ -410,7 +422,7 @@ class RangeSource:
             message = f"{self._url}: cannot open the filesystem: {describe(e)}"
         raise SourceError(message)  # outside the except block: no raw __context__
 
-    def _http_backend(self, cls: Any, url: str, options: dict[str, Any]) -> Any:
+    def _http_backend(self, cls: type[HttpBackend], url: str, options: dict[str, Any]) -> HttpBackend:
         return cls(
             url,
             redacted=self._url,
@@ -423,7 +435,7 @@ class RangeSource:
         )
 
 
-def _build_backend(ref: weakref.ReferenceType[RangeSource]) -> Any:
+def _build_backend(ref: weakref.ReferenceType[RangeSource]) -> Backend:
     """The backend of the source behind ``ref`` for this process."""
     source = ref()
     if source is None:  # pragma: no cover - only reachable through a dropped source
@@ -433,17 +445,25 @@ def _build_backend(ref: weakref.ReferenceType[RangeSource]) -> Any:
     return source._make_backend()
 
 
-def _close_backend(backend: ProcessLocal[Any]) -> None:
+def _close_backend(backend: ProcessLocal[Backend]) -> None:
     """Close the backend this process built, if any (one inherited from a parent is left alone)."""
     built = backend.reset()
     if built is not None:
         built.close()
 
 
+class _BackendOptions(TypedDict):
+    """Keyword arguments every backend takes."""
+
+    redacted: str
+    stats: TransferStats
+    retry: RetryPolicy
+
+
 class _FsspecFileRef:
     """What a pickled fsspec file object source becomes: its filesystem and path."""
 
-    def __init__(self, fs: Any, path: str) -> None:
+    def __init__(self, fs: AbstractFileSystem, path: str) -> None:
         self.fs = fs
         self.path = path
 
@@ -455,7 +475,7 @@ def _untracked_message(redacted: str) -> str:
     )
 
 
-def _opaque_filesystem(fs: Any) -> bool:
+def _opaque_filesystem(fs: object) -> bool:
     """True for fsspec filesystems that do their own fetching of another object (caches, archives)."""
     try:
         from fsspec.archive import AbstractArchiveFileSystem
@@ -465,7 +485,7 @@ def _opaque_filesystem(fs: Any) -> bool:
     return isinstance(fs, (CachingFileSystem, AbstractArchiveFileSystem))
 
 
-def _untracked_reason(source: Any, redacted: str) -> str | None:
+def _untracked_reason(source: object, redacted: str) -> str | None:
     """Why a source's network bytes cannot be counted, or None when they can (decided without I/O)."""
     if isinstance(source, str):
         return _untracked_message(redacted) if len(_split_chain(source)) > 1 else None
@@ -475,7 +495,7 @@ def _untracked_reason(source: Any, redacted: str) -> str | None:
     return None
 
 
-def _describe_source(source: Any) -> str:
+def _describe_source(source: object) -> str:
     if isinstance(source, str):
         return source
     fs, path = getattr(source, "fs", None), getattr(source, "path", None)

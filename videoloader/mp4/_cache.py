@@ -15,13 +15,17 @@ import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
 from .._fork import ProcessLocal
 from .._packets import SampleIndex
 
-__all__ = ["IndexCache", "cache_key", "default_index_cache"]
+__all__ = ["CacheKey", "IndexCache", "cache_key", "default_index_cache"]
+
+#: ``(redacted URL, size, validator, track)``.
+CacheKey = tuple[str, int | None, str | None, int | None]
 
 _FORMAT_VERSION = 1
 _ARRAYS = ("offsets", "sizes", "dts", "pts", "durations", "is_sync", "is_discard")
@@ -39,7 +43,14 @@ _SCALARS = (
 )
 
 
-def cache_key(url: str, size: int | None, validator: str | None, track: int | None) -> tuple:
+class _State(TypedDict):
+    """What a pickled IndexCache holds: its configuration only."""
+
+    max_entries: int
+    directory: Path | None
+
+
+def cache_key(url: str, size: int | None, validator: str | None, track: int | None) -> CacheKey:
     return (url, size, validator, track)
 
 
@@ -78,14 +89,14 @@ class IndexCache:
             keeps the cache in memory only.
     """
 
-    def __init__(self, max_entries: int = 256, *, directory: str | os.PathLike | None = None) -> None:
+    def __init__(self, max_entries: int = 256, *, directory: str | os.PathLike[str] | None = None) -> None:
         if max_entries < 0:
             raise ValueError(f"IndexCache: max_entries must be >= 0, got {max_entries}")
         self.max_entries = int(max_entries)
         self.directory = Path(directory) if directory is not None else None
         # Per process: a lock held by another thread at fork time would stay held in the child.
         self._lock: ProcessLocal[threading.Lock] = ProcessLocal(threading.Lock)
-        self._items: OrderedDict[tuple, SampleIndex] = OrderedDict()
+        self._items: OrderedDict[CacheKey, SampleIndex] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"IndexCache(max_entries={self.max_entries}, directory={str(self.directory) if self.directory else None!r}, cached={len(self._items)})"
@@ -96,15 +107,15 @@ class IndexCache:
             other.directory,
         )
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> _State:
         # Picklable as configuration only (DataLoader workers start empty).
         return {"max_entries": self.max_entries, "directory": self.directory}
 
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["max_entries"], directory=state["directory"])
+    def __setstate__(self, state: _State) -> None:
+        type(self).__init__(self, state["max_entries"], directory=state["directory"])
 
     @classmethod
-    def for_directory(cls, directory: str | os.PathLike) -> IndexCache:
+    def for_directory(cls, directory: str | os.PathLike[str]) -> IndexCache:
         """The process's cache for ``directory`` (one per resolved folder, so
         its in-memory LRU is shared by every reader using that folder)."""
         key = str(Path(directory).expanduser().resolve())
@@ -118,7 +129,7 @@ class IndexCache:
         with self._lock.get():
             self._items.clear()
 
-    def _path(self, key: tuple) -> Path | None:
+    def _path(self, key: CacheKey) -> Path | None:
         if self.directory is None or key[1] is None:
             return None
         digest = hashlib.sha256(json.dumps(list(key), default=str).encode()).hexdigest()
@@ -138,7 +149,7 @@ class IndexCache:
         marker = self._url_marker(url)
         return marker is not None and marker.exists()
 
-    def get(self, key: tuple) -> SampleIndex | None:
+    def get(self, key: CacheKey) -> SampleIndex | None:
         with self._lock.get():
             hit = self._items.get(key)
             if hit is not None:
@@ -153,7 +164,7 @@ class IndexCache:
         self._remember(key, index)
         return _copy_for_caller(index)
 
-    def put(self, key: tuple, index: SampleIndex) -> None:
+    def put(self, key: CacheKey, index: SampleIndex) -> None:
         stored = _copy_for_caller(index)
         for name in _ARRAYS:
             getattr(stored, name).setflags(write=False)
@@ -162,12 +173,13 @@ class IndexCache:
         if path is not None:
             self._save(path, key, stored)
             marker = self._url_marker(key[0])
+            assert marker is not None, "a cache with a folder always has URL markers"
             try:
                 marker.touch()
             except OSError:  # a read-only cache folder still serves what it has
                 pass
 
-    def _remember(self, key: tuple, index: SampleIndex) -> None:
+    def _remember(self, key: CacheKey, index: SampleIndex) -> None:
         if self.max_entries == 0:
             return
         with self._lock.get():
@@ -177,7 +189,7 @@ class IndexCache:
                 self._items.popitem(last=False)
 
     @staticmethod
-    def _save(path: Path, key: tuple, index: SampleIndex) -> None:
+    def _save(path: Path, key: CacheKey, index: SampleIndex) -> None:
         meta = {name: getattr(index, name) for name in _SCALARS}
         meta["version"] = _FORMAT_VERSION
         meta["key"] = [str(k) if k is not None else None for k in key]
@@ -190,7 +202,8 @@ class IndexCache:
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
+                # numpy's stub lets **kwds fill savez's `allow_pickle: bool`, so a dict of arrays never fits it.
+                np.savez(f, **arrays)  # type: ignore[arg-type]
             os.replace(tmp, path)
         except BaseException:
             try:
@@ -200,7 +213,7 @@ class IndexCache:
             raise
 
     @staticmethod
-    def _load(path: Path, key: tuple) -> SampleIndex | None:
+    def _load(path: Path, key: CacheKey) -> SampleIndex | None:
         try:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(z["meta"].tobytes().decode())

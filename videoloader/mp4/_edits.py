@@ -33,6 +33,7 @@ has two paths:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 
@@ -146,6 +147,16 @@ def _find_start(
     return min(index, n)
 
 
+class EditedTimeline(TypedDict):
+    """What ``apply_edit_list`` returns (see there)."""
+
+    sample: np.ndarray
+    dts: np.ndarray
+    pts: np.ndarray
+    is_discard: np.ndarray
+    start_time: int
+
+
 def apply_edit_list(
     edits: list[EditEntry],
     *,
@@ -158,7 +169,7 @@ def apply_edit_list(
     movie_timescale: int,
     media_timescale: int,
     url: str = "",
-) -> dict:
+) -> EditedTimeline:
     """mov_fix_index for a video track.
 
     Args:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from .._errors import MP4ParseError, TruncatedFileError
 from ._boxes import Box, Buffer, FieldReader, iter_children
@@ -243,7 +244,7 @@ def parse_moof(buf: Buffer, moof: Box, state: FragmentState, *, max_samples: int
                 parts["ctts"].append(ctts)
                 parts["sync"].append((sflags & (_IS_NON_SYNC | _DEPENDS_YES)) == 0)
 
-    def cat(name: str, dtype) -> np.ndarray:
+    def cat(name: str, dtype: npt.DTypeLike) -> np.ndarray:
         return np.concatenate(parts[name]).astype(dtype) if parts[name] else np.zeros(0, dtype)
 
     return MoofSamples(

@@ -9,14 +9,16 @@ than what was fetched costs one more read of exactly its bytes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .._errors import MP4ParseError, NotAVideoError, TruncatedFileError, UnsupportedFormatError
 from .._types import ByteRange
 from ._boxes import Box, Buffer, parse_box_header
 from ._limits import MAX_SIDX_BYTES
 
-__all__ = ["HEAD_BYTES", "Layout", "locate", "sniff"]
+__all__ = ["HEAD_BYTES", "IndexSource", "Layout", "locate", "sniff"]
 
 # The first read: ftyp + a short clip's moov. Small on purpose: what it holds
 # beyond the moov is kept by the source and reused only if a frame needs it; a
@@ -49,6 +51,22 @@ _FIRST_BOX_TYPES = frozenset(
 _TOP_LEVEL_AFTER_MOOV = frozenset(
     {"free", "skip", "wide", "sidx", "styp", "prft", "emsg", "uuid", "meta", "udta", "junk"}
 )
+
+
+class IndexSource(Protocol):
+    """What the index is read through: a RangeSource, or the wrapper counting its reads.
+
+    ``retain=True`` is passed only to a source whose ``supports_retain`` is
+    true; a ``read_head(nbytes, *, retain)`` method is used when there is one.
+    """
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    def read_ranges(self, ranges: Sequence[ByteRange], *, retain: bool = False) -> list[bytes]: ...
 
 
 @dataclass
@@ -102,7 +120,7 @@ def sniff(data: bytes, url: str) -> None:
     )
 
 
-def _read(source, start: int, stop: int, url: str, size: int) -> Buffer:
+def _read(source: IndexSource, start: int, stop: int, url: str, size: int) -> Buffer:
     # retain=True: a RangeSource keeps probe blocks, which often hold the first
     # samples (or the whole of a small file), so the frames after need no re-read.
     if getattr(source, "supports_retain", False):
@@ -116,7 +134,7 @@ def _read(source, start: int, stop: int, url: str, size: int) -> Buffer:
     return Buffer(bytes(data), start, url=url, file_size=size)
 
 
-def locate(source, *, max_moov_bytes: int = MAX_MOOV_BYTES) -> Layout:
+def locate(source: IndexSource, *, max_moov_bytes: int = MAX_MOOV_BYTES) -> Layout:
     """Walk the top-level boxes of ``source`` until the moov is in memory.
 
     Raises:
@@ -190,7 +208,7 @@ def locate(source, *, max_moov_bytes: int = MAX_MOOV_BYTES) -> Layout:
     return layout
 
 
-def walk_after_moov(source, layout: Layout) -> None:
+def walk_after_moov(source: IndexSource, layout: Layout) -> None:
     """Find sidx boxes and the first moof after the moov of a fragmented file,
     reading only headers (and sidx bodies) that were not fetched yet."""
     url = source.url

@@ -10,6 +10,8 @@ every moof of the track (concurrent reads, never an mdat body).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -22,6 +24,7 @@ from ._codec import parse_stsd
 from ._edits import apply_edit_list, simple_time_offset
 from ._fragments import (
     FragmentState,
+    SegmentReference,
     parse_mfro,
     parse_moof,
     parse_sidx,
@@ -34,18 +37,24 @@ from ._limits import (
     MAX_SIDX_TOTAL_BYTES,
     check_ticks,
 )
-from ._locate import Layout, locate, walk_after_moov
+from ._locate import IndexSource, Layout, locate, walk_after_moov
 from ._moov import Movie, Track, TrackExtends, parse_moov
+
+if TYPE_CHECKING:  # pragma: no cover - io/ may pull in fsspec/aiohttp
+    from ..io import RangeSource, TransferStats
 
 __all__ = ["load_index", "read_index"]
 
 _MAX_INDEX_BYTES = 512 * 1024 * 1024
 
+#: ``load_index``'s ``cache``: None (the process-wide cache), False (none), a folder or an IndexCache.
+CacheOption = IndexCache | str | os.PathLike[str] | Literal[False] | None
+
 
 class _CountingSource:
     """Wraps a source to count index reads when it has no usable stats."""
 
-    def __init__(self, source) -> None:
+    def __init__(self, source: RangeSource) -> None:
         self._source = source
         self.url = source.url
         self.nbytes = 0
@@ -64,7 +73,7 @@ class _CountingSource:
         self.nbytes += len(out)
         return out
 
-    def read_ranges(self, ranges, *, retain: bool = False):
+    def read_ranges(self, ranges: Sequence[ByteRange], *, retain: bool = False) -> list[bytes]:
         ranges = list(ranges)
         if not ranges:
             return []
@@ -80,7 +89,7 @@ class _CountingSource:
         return self.read_ranges([ByteRange(start, stop)])[0]
 
 
-def _stats_snapshot(source):
+def _stats_snapshot(source: RangeSource) -> TransferStats | None:
     stats = getattr(source, "stats", None)
     if stats is None or not hasattr(stats, "snapshot"):
         return None
@@ -90,7 +99,7 @@ def _stats_snapshot(source):
         return None
 
 
-def _stats_delta(source, snapshot, counting: _CountingSource) -> tuple[int, int]:
+def _stats_delta(source: RangeSource, snapshot: TransferStats | None, counting: _CountingSource) -> tuple[int, int]:
     if snapshot is not None:
         try:
             delta = source.stats.since(snapshot)
@@ -100,7 +109,7 @@ def _stats_delta(source, snapshot, counting: _CountingSource) -> tuple[int, int]
     return counting.nbytes, counting.requests
 
 
-def _resolve_cache(cache) -> IndexCache | None:
+def _resolve_cache(cache: CacheOption) -> IndexCache | None:
     if cache is None:
         return default_index_cache
     if cache is False:
@@ -114,7 +123,7 @@ def _resolve_cache(cache) -> IndexCache | None:
     )
 
 
-def load_index(source, *, track: int | None = None, cache=None) -> SampleIndex:
+def load_index(source: RangeSource, *, track: int | None = None, cache: CacheOption = None) -> SampleIndex:
     """Build the complete SampleIndex of one video track.
 
     Args:
@@ -138,11 +147,11 @@ def load_index(source, *, track: int | None = None, cache=None) -> SampleIndex:
         UnsupportedFormatError: no video track, encryption, unknown codec.
         TrackNotFoundError: ``track`` names no track, or a track that is not video.
     """
-    cache = _resolve_cache(cache)
+    index_cache = _resolve_cache(cache)
     url = source.url
-    if cache is not None and cache.may_hold(url):
+    if index_cache is not None and index_cache.may_hold(url):
         # Validating a cached index needs size and validator first (a HEAD on HTTP).
-        hit = cache.get(cache_key(url, int(source.size), getattr(source, "validator", None), track))
+        hit = index_cache.get(cache_key(url, int(source.size), getattr(source, "validator", None), track))
         if hit is not None:
             return hit
     snapshot = _stats_snapshot(source)
@@ -155,12 +164,12 @@ def load_index(source, *, track: int | None = None, cache=None) -> SampleIndex:
             f"{url}: a time or byte offset in the index does not fit 64-bit arithmetic (the file is corrupt)."
         ) from None
     index.index_nbytes, index.index_requests = _stats_delta(source, snapshot, counting)
-    if cache is not None:
-        cache.put(cache_key(url, int(source.size), getattr(source, "validator", None), track), index)
+    if index_cache is not None:
+        index_cache.put(cache_key(url, int(source.size), getattr(source, "validator", None), track), index)
     return index
 
 
-def read_index(url: str, storage_options: dict | None = None, track: int | None = None) -> SampleIndex:
+def read_index(url: str, storage_options: dict[str, Any] | None = None, track: int | None = None) -> SampleIndex:
     """Index the video track of the MP4 at ``url`` (any fsspec URL or local path).
 
     Uses a fresh RangeSource and the process-wide index cache.
@@ -365,17 +374,18 @@ def _check_times(url: str, track_id: int, dts: np.ndarray, pts: np.ndarray, is_d
 # --------------------------------------------------------------------------- fragments
 
 
-def _fragment_offsets(source, layout: Layout, track_ID: int) -> tuple[list[int], int, str]:
+def _fragment_offsets(source: IndexSource, layout: Layout, track_ID: int) -> tuple[list[int], int, str]:
     """Known moof offsets, the byte limit of the fragment area and how they
     were found (``sidx``, ``mfra`` or ``walk``)."""
     url = source.url
     size = source.size
     walk_after_moov(source, layout)
     if layout.sidx:
-        chosen = None
-        parsed = []
+        chosen: list[SegmentReference] | None = None
+        parsed: list[tuple[int, list[SegmentReference]]] = []
         for box in layout.sidx:
             buf = layout.buffer_for(box.start, box.end)
+            assert buf is not None, "walk_after_moov reads every sidx box it records"
             ref_id, _ts, refs = parse_sidx(buf, box)
             parsed.append((ref_id, refs))
         for ref_id, refs in parsed:
@@ -384,14 +394,14 @@ def _fragment_offsets(source, layout: Layout, track_ID: int) -> tuple[list[int],
                 break
         if chosen is None:
             chosen = parsed[0][1]
-        offsets = []
+        offsets: list[int] = []
         nested = [r for r in chosen if r.is_sidx]
         offsets.extend(r.offset for r in chosen if not r.is_sidx)
         depth = 0
         budget = [MAX_SIDX_TOTAL_BYTES]
         while nested and depth < 4:
             depth += 1
-            next_nested = []
+            next_nested: list[SegmentReference] = []
             for _r, b, box in _read_nested_sidx(source, nested, budget):
                 _id, _ts, sub = parse_sidx(b, box)
                 next_nested.extend(x for x in sub if x.is_sidx)
@@ -428,7 +438,9 @@ def _fragment_offsets(source, layout: Layout, track_ID: int) -> tuple[list[int],
     return first, size, "walk"
 
 
-def _read_nested_sidx(source, refs: list, budget: list[int]) -> list[tuple]:
+def _read_nested_sidx(
+    source: IndexSource, refs: list[SegmentReference], budget: list[int]
+) -> list[tuple[SegmentReference, Buffer, Box]]:
     """``(reference, buffer, sidx box)`` for each nested sidx reference.
 
     A reference's size covers the sidx *and* the media it indexes, so only
@@ -471,7 +483,7 @@ def _read_nested_sidx(source, refs: list, budget: list[int]) -> list[tuple]:
     return out
 
 
-def _read_fragments(source, layout: Layout, track_ID: int) -> list[tuple[Buffer, Box]]:
+def _read_fragments(source: IndexSource, layout: Layout, track_ID: int) -> list[tuple[Buffer, Box]]:
     """Every moof of the file, in file order, each with a buffer holding it.
 
     Known offsets are read concurrently; each moof read also brings the next

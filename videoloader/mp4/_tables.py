@@ -9,6 +9,7 @@ FFmpeg's mov demuxer does, since "frame i" is defined by FFmpeg's output.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 
@@ -212,7 +213,20 @@ def _expand_runs(counts: np.ndarray, values: np.ndarray, n: int) -> tuple[np.nda
     return out, len(out)
 
 
-def build_samples(tables: SampleTables, *, url: str, file_size: int, track_id: int) -> dict:
+class Samples(TypedDict):
+    """What ``build_samples`` returns (see there)."""
+
+    offsets: np.ndarray
+    sizes: np.ndarray
+    dts: np.ndarray
+    durations: np.ndarray
+    ctts: np.ndarray
+    is_sync: np.ndarray
+    dts_shift: int
+    has_ctts: bool
+
+
+def build_samples(tables: SampleTables, *, url: str, file_size: int, track_id: int) -> Samples:
     """Per-sample arrays in decode order, as FFmpeg's mov_build_index lays
     them out before edit lists: ``offsets``, ``sizes``, ``dts`` (ticks from 0),
     ``durations``, ``ctts`` (0 where absent), ``is_sync``, plus ``dts_shift``
@@ -273,6 +287,7 @@ def build_samples(tables: SampleTables, *, url: str, file_size: int, track_id: i
     if sample_size:
         sizes = np.full(n, sample_size, dtype=np.int64)
     else:
+        assert entry_sizes is not None, "stsz/stz2 without a constant size always carry a size table"
         sizes = entry_sizes[:n].astype(np.int64)
     csum = np.concatenate(([0], np.cumsum(sizes)))
     first_of_chunk = np.concatenate(([0], np.cumsum(spc)))[:-1]
