@@ -16,14 +16,14 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, cast
 
 import numpy as np
 import torch
 
 from ._batch import output_size, stack_frames
+from ._containers import load_container_index
 from ._decode import decode_plan
-from ._demux import DemuxPackets
 from ._errors import NotAVideoError, UnsupportedFormatError, VideoLoaderError
 from ._fork import ProcessLocal
 from ._index_packets import IndexPackets
@@ -34,9 +34,9 @@ from ._types import FrameBatch, VideoMetadata
 from .codecs import get_codec
 from .decoders import DecoderBackend, OutputSpec, StreamConfig, select_backend
 from .io import RangeSource, TransferStats
-from .mp4 import load_index
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ._demux import DemuxPackets
     from .io._source import SourceLike
     from .mp4._read import CacheOption
 
@@ -158,15 +158,17 @@ class VideoReader:
 
     def _open_packets(self, track: int | None, index_cache: CacheOption) -> IndexPackets | DemuxPackets:
         try:
-            table = load_index(self._source, track=track, cache=index_cache)
+            container, table = load_container_index(self._source, track=track, cache=index_cache)
         except (NotAVideoError, UnsupportedFormatError) as e:
             log.info("%s: not indexable (%s); demuxing with FFmpeg", self._source.url, e)
         else:
             if table.codec in INDEX_CODECS:
                 if table.num_frames == 0:
                     raise NotAVideoError(f"{self._source.url}: the video track has no frames to decode")
-                return IndexPackets(self._source, table)
+                return IndexPackets(self._source, table, container=container)
             log.info("%s: codec %s is not on the index path; demuxing with FFmpeg", self._source.url, table.codec)
+        from ._demux import DemuxPackets  # PyAV only where FFmpeg demuxes
+
         return DemuxPackets(self._source, track=track)
 
     def _open_decoder(self, backend: str, num_threads: int) -> None:
@@ -350,9 +352,10 @@ class VideoReader:
         no whole-file pass is made.
         """
         self._check_open()
-        if isinstance(self._packets, DemuxPackets) and not self._packets.has_table:
+        if not self._packets.has_table:  # only the demux source lacks a table until asked
+            demux = cast("DemuxPackets", self._packets)
             secs = [float(t) for t in np.asarray(seconds, dtype=np.float64).reshape(-1)]
-            tensors, pts, durs, fed = self._packets.frames_at_seconds(secs, self._decoder.get())
+            tensors, pts, durs, fed = demux.frames_at_seconds(secs, self._decoder.get())
             self._count_fed(fed)
             return self._stack(tensors, torch.tensor(pts, dtype=torch.float64), torch.tensor(durs, dtype=torch.float64))
         return self.get_frames_at(self.frame_indices_played_at(seconds))
