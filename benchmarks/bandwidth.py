@@ -23,8 +23,15 @@ For every MP4 kind of tests/media.py's corpus, plus a long 720p H.264 file
 Bytes are what the server wrote to the socket (its per-path counter); the
 reader's TransferStats are recorded beside them and must agree.
 
-Targets (issue "Perfect reads"): videoloader bytes/frame <= 1.10x minimal on
-every MP4 kind, >= 5x fewer bytes than PyAV over fsspec.
+Matroska/WebM kinds (``MKV_KINDS``) are measured the same way and, for the
+same frames, on the demux fallback (our Matroska index switched off, so
+FFmpeg demuxes over the tracked file). Last, the long 720p video (10 minutes
+by default, ``--mkv-long-seconds``) is stream-copied to Matroska and 8 random
+frames are read at 50 ms server latency, our index against the demux
+fallback: bytes, requests and seconds.
+
+Targets: videoloader bytes/frame <= 1.10x minimal (index included) on every
+MP4 and Matroska kind, >= 5x fewer bytes than PyAV over fsspec.
 
 Prints one JSON line per measurement, then markdown tables; writes
 benchmarks/results/bandwidth.json.
@@ -62,6 +69,20 @@ MP4_KINDS = [
     "one_frame",
     "co64",
 ]
+#: Matroska / WebM kinds (tests/media.py KINDS and MKV_KINDS), each also measured on the demux fallback.
+MKV_KINDS = [
+    "mkv_h264",
+    "webm_vp9",
+    "mkv_hevc_10bit",
+    "webm_av1",
+    "mkv_no_cues",
+    "mkv_vfr",
+    "mkv_audio",
+    "webm_audio_first",
+    "mkv_live",
+    "mkv_cues_front",
+]
+MATROSKA_SUFFIXES = (".mkv", ".webm")
 
 
 # --------------------------------------------------------------------------- the minimum, from PyAV
@@ -158,7 +179,14 @@ def measure_video(server, kind: str, path: Path, *, num_frames: int, seed: int, 
     m = Meter(server, name_ri)
     before = m.read()
     t0 = time.perf_counter()
-    idx = videoloader.read_index(url)
+    if path.suffix in MATROSKA_SUFFIXES:  # read_index is MP4's; the reader's container dispatch reads Matroska
+        from videoloader._containers import load_container_index
+        from videoloader.io import RangeSource
+
+        with RangeSource(url) as source:
+            idx = load_container_index(source, track=None, cache=None)[1]
+    else:
+        idx = videoloader.read_index(url)
     dt = time.perf_counter() - t0
     d = m.delta(before)
     out["read_index"] = dict(d, index_nbytes=idx.index_nbytes, index_requests=idx.index_requests, seconds=dt)
@@ -278,6 +306,9 @@ def measure_video(server, kind: str, path: Path, *, num_frames: int, seed: int, 
     )
     reader.close()
 
+    if path.suffix in MATROSKA_SUFFIXES:
+        out["demux"] = measure_demux(server, kind, path, frames, table, rec)
+
     # -- PyAV over an fsspec HTTP file object (default block size)
     name_fs = f"{kind}-pyav_fsspec{path.suffix}"
     url = server.add(name_fs, data)
@@ -329,6 +360,152 @@ def measure_video(server, kind: str, path: Path, *, num_frames: int, seed: int, 
     return out
 
 
+class matroska_index_off:  # noqa: N801 - used as a context manager
+    """Within: Matroska/WebM skip our index and go to the demux fallback (FFmpeg)."""
+
+    def __enter__(self) -> None:
+        from videoloader import _containers
+
+        self._mod, self._was = _containers, _containers._MATROSKA_INDEX
+        _containers._MATROSKA_INDEX = False
+
+    def __exit__(self, *exc: object) -> None:
+        self._mod._MATROSKA_INDEX = self._was
+
+
+def measure_demux(server, kind: str, path: Path, frames: list[int], table: PacketTable, rec: dict) -> dict[str, Any]:
+    """Open and per-frame bytes of the same frames through the demux fallback (own URL)."""
+    import videoloader
+
+    name = f"{kind}-demux{path.suffix}"
+    url = server.add(name, path.read_bytes())
+    m = Meter(server, name)
+    before = m.read()
+    t0 = time.perf_counter()
+    with matroska_index_off():
+        reader = videoloader.VideoReader(url, backend="cpu", index_cache=False)
+    d_open = m.delta(before)
+    t_open = time.perf_counter() - t0
+    assert reader.access_path == "demux", reader.access_path
+    per_frame = []
+    for f in frames:
+        before = m.read()
+        t1 = time.perf_counter()
+        reader.get_frames_at([f])
+        dt = time.perf_counter() - t1
+        d = m.delta(before)
+        per_frame.append(dict(frame=f, bytes=d["bytes"], gets=d["gets"], seconds=dt, minimal=table.minimal_bytes([f])))
+        emit(rec, reader="videoloader-demux", op="frame", frame=f, seconds=dt, bytes_received=d["bytes"])
+    reader.close()
+    return dict(
+        open_bytes=d_open["bytes"],
+        open_requests=d_open["requests"],
+        open_seconds=t_open,
+        per_frame=per_frame,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def measure_long_matroska(mp4: Path, *, num_frames: int, latency_ms: float, seed: int, base: dict) -> dict[str, Any]:
+    """The long 720p video stream-copied to Matroska: random frames at ``latency_ms``, index vs demux fallback.
+
+    One fresh ``get_frames_at([i])`` call per frame after the open; bytes are
+    the server's, seconds wall-clock (open included in the totals).
+    """
+    import videoloader
+
+    import media
+    from server import LoopbackServer
+
+    mkv = mp4.with_suffix(".mkv")
+    if not mkv.exists() or mkv.stat().st_mtime < mp4.stat().st_mtime:
+        media.remux(mp4, mkv)
+    table = PacketTable(mkv)
+    rng = np.random.default_rng(seed)
+    frames = rng.choice(table.num_frames, size=num_frames, replace=False).tolist()
+    data = mkv.read_bytes()
+    out: dict[str, Any] = {"file_bytes": len(data), "num_frames": table.num_frames, "frames": frames}
+    rec = dict(base, bench="bandwidth", video=mkv.stem, file_bytes=len(data), latency_ms=latency_ms)
+    out["minimal_bytes"] = sum(table.minimal_bytes([f]) for f in frames)
+    with LoopbackServer(latency_seconds=latency_ms / 1000) as server:
+        for path_name, off in (("index", False), ("demux", True)):
+            name = f"long-{path_name}.mkv"
+            url = server.add(name, data)
+            m = Meter(server, name)
+            before = m.read()
+            t0 = time.perf_counter()
+            if off:
+                with matroska_index_off():
+                    reader = videoloader.VideoReader(url, backend="cpu", index_cache=False)
+            else:
+                reader = videoloader.VideoReader(url, backend="cpu", index_cache=False)
+            d_open = m.delta(before)
+            t_open = time.perf_counter() - t0
+            per = []
+            for f in frames:
+                b = m.read()
+                t1 = time.perf_counter()
+                reader.get_frames_at([f])
+                per.append(dict(frame=f, seconds=time.perf_counter() - t1, **m.delta(b)))
+            reader.close()
+            total = time.perf_counter() - t0
+            row = dict(
+                access_path=path_name,
+                open_bytes=d_open["bytes"],
+                open_requests=d_open["requests"],
+                open_seconds=t_open,
+                frame_bytes=sum(r["bytes"] for r in per),
+                frame_requests=sum(r["requests"] for r in per),
+                frame_seconds=sum(r["seconds"] for r in per),
+                total_seconds=total,
+                per_frame=per,
+            )
+            out[path_name] = row
+            emit(
+                rec,
+                reader=f"videoloader-{path_name}",
+                op="open+frames",
+                frames=len(frames),
+                seconds=total,
+                bytes_received=row["open_bytes"] + row["frame_bytes"],
+                minimal_bytes=out["minimal_bytes"],
+            )
+    return out
+
+
+def long_matroska_rows(v: dict[str, Any]) -> list[dict[str, Any]]:
+    k, mn = len(v["frames"]), v["minimal_bytes"]
+    return [
+        {
+            "path": r["access_path"],
+            "open bytes": r["open_bytes"],
+            "open requests": r["open_requests"],
+            "open s": r["open_seconds"],
+            "bytes/frame": r["frame_bytes"] / k,
+            "minimal bytes/frame": mn / k,
+            "ratio incl. open": (r["open_bytes"] + r["frame_bytes"]) / mn,
+            "requests/frame": r["frame_requests"] / k,
+            "s/frame": r["frame_seconds"] / k,
+            "total s": r["total_seconds"],
+        }
+        for r in (v["index"], v["demux"])
+    ]
+
+
+LONG_COLUMNS = [
+    "path",
+    "open bytes",
+    "open requests",
+    "open s",
+    "bytes/frame",
+    "minimal bytes/frame",
+    "ratio incl. open",
+    "requests/frame",
+    "s/frame",
+    "total s",
+]
+
+
 def emit(base: dict, **kw: Any) -> None:
     _common.emit({**base, **kw})
 
@@ -343,6 +520,8 @@ def summarise(v: dict[str, Any]) -> dict[str, Any]:
     idx_bytes = v["open"]["bytes"]
     pf = v["pyav_fsspec"]
     vl_total = idx_bytes + vl
+    dm = v.get("demux")
+    dm_total = dm["open_bytes"] + sum(r["bytes"] for r in dm["per_frame"]) if dm else None
     return {
         "kind": v["kind"],
         "index bytes": idx_bytes,
@@ -354,6 +533,9 @@ def summarise(v: dict[str, Any]) -> dict[str, Any]:
         "batch ratio": v["batched"]["bytes"] / v["batched"]["minimal"] if v["batched"]["minimal"] else float("nan"),
         "PyAV-fsspec bytes/frame": pf["bytes"] / k,
         "PyAV-fsspec / videoloader": pf["bytes"] / vl_total if vl_total else float("nan"),
+        "demux open bytes": dm["open_bytes"] if dm else "",
+        "demux bytes/frame": sum(r["bytes"] for r in dm["per_frame"]) / k if dm else "",
+        "demux ratio incl. open": dm_total / mn if dm_total is not None and mn else "",
         "full download bytes": v["file_bytes"],
         "requests/frame": sum(r["gets"] for r in v["per_frame"]) / k,
         "PyAV frames equal": f"{pf['frames_equal_to_videoloader']}/{k}",
@@ -373,6 +555,9 @@ COLUMNS = [
     "batch ratio",
     "PyAV-fsspec bytes/frame",
     "PyAV-fsspec / videoloader",
+    "demux open bytes",
+    "demux bytes/frame",
+    "demux ratio incl. open",
     "full download bytes",
     "requests/frame",
     "PyAV frames equal",
@@ -387,8 +572,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="10 s long files instead of 60 s")
     ap.add_argument("--long-seconds", type=float, default=None, help="length of the 720p files (default 60, quick 10)")
     ap.add_argument("--frames", type=int, default=16, help="random frames per video")
-    ap.add_argument("--kinds", nargs="*", default=None, help="corpus kinds (default: every MP4 kind)")
+    ap.add_argument("--kinds", nargs="*", default=None, help="corpus kinds (default: every MP4 and Matroska kind)")
     ap.add_argument("--no-long", action="store_true", help="skip the 720p files")
+    ap.add_argument("--mkv-long-seconds", type=float, default=600.0, help="length of the long Matroska file (0: skip)")
+    ap.add_argument("--mkv-long-frames", type=int, default=8, help="random frames on the long Matroska file")
+    ap.add_argument("--mkv-long-latency-ms", type=float, default=50.0, help="server latency for the long Matroska file")
     ap.add_argument("--latency-ms", type=float, default=0.0, help="server latency per request")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bandwidth", help="results/<out>.json")
@@ -403,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     gen: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="vl-bench-") as tmp:
         t0 = time.perf_counter()
-        corpus = media.make_corpus(Path(tmp) / "corpus", args.kinds or MP4_KINDS)
+        corpus = media.make_corpus(Path(tmp) / "corpus", args.kinds or MP4_KINDS + MKV_KINDS)
         gen["corpus"] = time.perf_counter() - t0
         videos += list(corpus.items())
         if not args.no_long:
@@ -423,6 +611,17 @@ def main(argv: list[str] | None = None) -> int:
         with LoopbackServer(latency_seconds=args.latency_ms / 1000) as server:
             for i, (kind, path) in enumerate(videos):
                 results.append(measure_video(server, kind, path, num_frames=args.frames, seed=args.seed + i, base=base))
+        long_mkv = None
+        if args.mkv_long_seconds > 0:
+            nf = int(round(args.mkv_long_seconds * 30))
+            tag = f"{int(args.mkv_long_seconds)}s"
+            recipe = dict(
+                codec="h264", width=1280, height=720, num_frames=nf, fps=30, gop=60, bframes=3, preset="veryfast"
+            )
+            p, gen[f"h264_720p_{tag}"] = _common.media_path(f"bw_h264_720p_{tag}", movflags="faststart", **recipe)
+            long_mkv = measure_long_matroska(
+                p, num_frames=args.mkv_long_frames, latency_ms=args.mkv_long_latency_ms, seed=args.seed, base=base
+            )
 
     rows = [summarise(v) for v in results]
     table = _common.markdown_table(rows, COLUMNS)
@@ -452,6 +651,15 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for k, v in verdict.items():
         print(f"- {k}: {v}")
+    if long_mkv is not None:
+        print()
+        print(
+            f"## {args.mkv_long_seconds:g} s 720p H.264 stream-copied to Matroska ({long_mkv['file_bytes']} bytes, "
+            f"{long_mkv['num_frames']} frames): {len(long_mkv['frames'])} random frames, one call each, "
+            f"latency {args.mkv_long_latency_ms:g} ms"
+        )
+        print()
+        print(_common.markdown_table(long_matroska_rows(long_mkv), LONG_COLUMNS))
     payload = {
         "args": vars(args),
         "long_seconds": long_seconds,
@@ -461,6 +669,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": rows,
         "verdict": verdict,
         "videos": results,
+        "long_matroska": long_mkv,
     }
     print(f"\nwrote {_common.write_json(args.out, payload)}")
     return 0

@@ -1,4 +1,4 @@
-"""Seeded mutants of small generated MP4s, run in sandboxed worker processes.
+"""Seeded mutants of small generated MP4, Matroska and WebM files, run in sandboxed worker processes.
 
 Shared by ``tests/test_fuzz.py`` (a few hundred cases) and
 ``benchmarks/fuzz.py`` (thousands). A case is ``(corpus name, seed)``: the
@@ -9,7 +9,12 @@ Mutations aim at the container, not the codec: box headers (size and type
 bits, sizes of 0, 1 and 2..7, huge sizes), table bodies (bit flips, huge
 counts, extreme words), truncations, duplicated and removed boxes, swapped
 box types; a few flip bits in sample payload, where only the shape of the
-frames can be checked (decoders accept most payload damage).
+frames can be checked (decoders accept most payload damage). Matroska/WebM
+mutations know the EBML element tree: bit flips in element IDs and size
+fields, huge and unknown sizes, sizes off by a little, truncations,
+duplicated, removed and retyped elements, integer values (timestamps, track
+numbers, scales), block headers (track, relative timestamp, keyframe and
+lacing flags), and Cues / SeekHead positions aimed anywhere.
 
 Each case runs in a worker process with an address-space limit
 (``RLIMIT_AS``) and a wall-clock timeout enforced by the parent, which kills
@@ -47,8 +52,10 @@ FAILURES = frozenset({"wrong-frames", "bad-batch", "empty-video", "other-excepti
 
 _COMMON = dict(width=64, height=48, fps=30, threads=1, container="mp4", container_options={"fflags": "+bitexact"})
 _FRAG = "frag_keyframe+empty_moov+default_base_moof"
+#: Matroska muxer: a Cluster every ~100 ms, so the small files still have several.
+_MKV = {"fflags": "+bitexact", "cluster_time_limit": "100"}
 
-#: name -> (make_video recipe, strip the trailing mfra)
+#: name -> (make_video recipe, strip the trailing mfra); the recipe's container names the file's suffix.
 RECIPES: dict[str, tuple[dict, bool]] = {
     "h264_faststart": (dict(codec="h264", num_frames=8, gop=4, bframes=2, movflags="faststart"), False),
     "h264_moov_end": (dict(codec="h264", num_frames=8, gop=4), False),
@@ -56,21 +63,31 @@ RECIPES: dict[str, tuple[dict, bool]] = {
     "frag_sidx": (dict(codec="h264", num_frames=8, gop=4, movflags=_FRAG + "+global_sidx"), True),
     "frag_mfra": (dict(codec="h264", num_frames=8, gop=4, movflags=_FRAG), False),
     "hevc": (dict(codec="hevc", num_frames=6, gop=3, codec_tag="hvc1", movflags="faststart"), False),
+    "mkv_h264": (dict(codec="h264", num_frames=8, gop=4, bframes=2, container="mkv", container_options=_MKV), False),
+    "webm_vp9": (dict(codec="vp9", num_frames=8, gop=4, container="webm", container_options=_MKV), False),
+    "mkv_audio": (
+        dict(codec="h264", num_frames=6, gop=3, bframes=2, container="mkv", audio=True, container_options=_MKV),
+        False,
+    ),
 }
 
 
+def _suffix(name: str) -> str:
+    return "." + RECIPES[name][0].get("container", "mp4")
+
+
 def make_corpus(directory: Path | str) -> dict[str, Path]:
-    """Write every entry of :data:`RECIPES` as ``directory/<name>.mp4`` (reused if present)."""
+    """Write every entry of :data:`RECIPES` as ``directory/<name>.<container>`` (reused if present)."""
     import media
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     out = {}
     for name, (recipe, strip_mfra) in RECIPES.items():
-        path = directory / f"{name}.mp4"
+        path = directory / f"{name}{_suffix(name)}"
         if not path.exists():
-            tmp = directory / f".{name}.tmp.mp4"
-            media.make_video(tmp, **_COMMON, **recipe)
+            tmp = directory / f".{name}.tmp{_suffix(name)}"
+            media.make_video(tmp, **{**_COMMON, **recipe})
             if strip_mfra:
                 tmp.write_bytes(
                     b"".join(
@@ -416,11 +433,321 @@ def _point(data: bytearray, n: Node, target: Node, rng: random.Random) -> str:
     return f"pointer {n.type}@{n.start} -> {target.type}@{target.start}"
 
 
+# --------------------------------------------------------------------------- EBML element tree
+
+EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+#: Master elements whose children the tree lists (IDs with their length marker).
+_EBML_MASTERS = {
+    0x1A45DFA3,  # EBML
+    0x18538067,  # Segment
+    0x114D9B74,  # SeekHead
+    0x4DBB,  # Seek
+    0x1549A966,  # Info
+    0x1654AE6B,  # Tracks
+    0xAE,  # TrackEntry
+    0xE0,  # Video
+    0xE1,  # Audio
+    0x6D80,  # ContentEncodings
+    0x6240,  # ContentEncoding
+    0x1C53BB6B,  # Cues
+    0xBB,  # CuePoint
+    0xB7,  # CueTrackPositions
+    0x1F43B675,  # Cluster
+    0xA0,  # BlockGroup
+    0x1254C367,  # Tags
+    0x7373,  # Tag
+}
+_EBML_NAMES = {
+    0x1A45DFA3: "EBML",
+    0x4282: "DocType",
+    0x18538067: "Segment",
+    0x114D9B74: "SeekHead",
+    0x4DBB: "Seek",
+    0x53AB: "SeekID",
+    0x53AC: "SeekPosition",
+    0x1549A966: "Info",
+    0x2AD7B1: "TimestampScale",
+    0x4489: "Duration",
+    0x1654AE6B: "Tracks",
+    0xAE: "TrackEntry",
+    0xD7: "TrackNumber",
+    0x83: "TrackType",
+    0x86: "CodecID",
+    0x63A2: "CodecPrivate",
+    0x23E383: "DefaultDuration",
+    0xE0: "Video",
+    0xB0: "PixelWidth",
+    0xBA: "PixelHeight",
+    0xE1: "Audio",
+    0x1C53BB6B: "Cues",
+    0xBB: "CuePoint",
+    0xB3: "CueTime",
+    0xB7: "CueTrackPositions",
+    0xF7: "CueTrack",
+    0xF1: "CueClusterPosition",
+    0xF0: "CueRelativePosition",
+    0x1F43B675: "Cluster",
+    0xE7: "Timestamp",
+    0xA3: "SimpleBlock",
+    0xA0: "BlockGroup",
+    0xA1: "Block",
+    0xFB: "ReferenceBlock",
+    0x9B: "BlockDuration",
+    0xEC: "Void",
+    0xBF: "CRC32",
+    0x1254C367: "Tags",
+}
+#: Unsigned integer elements whose values the mutations replace.
+_EBML_UINTS = {0x53AC, 0x2AD7B1, 0xD7, 0x83, 0x23E383, 0xB0, 0xBA, 0xB3, 0xF7, 0xF1, 0xF0, 0xE7, 0x9B, 0x4287}
+#: Elements that hold positions (relative to the Segment's data or to the Cluster's).
+_EBML_POSITIONS = {0x53AC, 0xF1, 0xF0}
+#: Retyping: an element's ID replaced by another one of the same length.
+_EBML_SWAPS = {
+    0xA3: [0xA0, 0xA1, 0xEC, 0xAF],  # SimpleBlock -> BlockGroup, Block, Void, EncryptedBlock
+    0xA0: [0xA3, 0xEC],
+    0xA1: [0xA3, 0xEC],
+    0xE7: [0xEC, 0xA7],  # Timestamp -> Void, Position
+    0xAE: [0xEC],
+    0xE0: [0xE1, 0xEC],
+    0x86: [0xEC],
+    0xD7: [0x83, 0xEC],
+    0xFB: [0xEC, 0x9B],
+    0x1F43B675: [0x1C53BB6B, 0x1254C367, 0x1549A966, 0x1A45DFA3],
+    0x1C53BB6B: [0x1F43B675, 0x1254C367],
+    0x1549A966: [0x1654AE6B, 0x1F43B675],
+    0x1654AE6B: [0x1549A966, 0x1F43B675],
+    0x114D9B74: [0x1C53BB6B, 0x1F43B675],
+    0x6D80: [],
+}
+
+
+@dataclass(frozen=True)
+class Element:
+    id: int
+    start: int
+    id_len: int
+    size_len: int
+    size: int
+    """Payload bytes (for an unknown size: up to its parent's end)."""
+    parents: tuple[int, ...]
+    """Starts of the enclosing elements, outermost first."""
+
+    @property
+    def data_start(self) -> int:
+        return self.start + self.id_len + self.size_len
+
+    @property
+    def end(self) -> int:
+        return self.data_start + self.size
+
+    @property
+    def name(self) -> str:
+        return _EBML_NAMES.get(self.id, f"{self.id:#x}")
+
+
+def _vint_len(first: int) -> int:
+    return 9 - first.bit_length() if first else 9
+
+
+def ebml_tree(data: bytes) -> list[Element]:
+    """Every element of a well-formed Matroska/WebM file (masters' children included)."""
+    out: list[Element] = []
+
+    def walk(pos: int, stop: int, parents: tuple[int, ...]) -> None:
+        while pos < stop:
+            id_len = _vint_len(data[pos])
+            if id_len > 4 or pos + id_len >= stop:
+                return
+            eid = int.from_bytes(data[pos : pos + id_len], "big")
+            size_len = _vint_len(data[pos + id_len])
+            if size_len > 8 or pos + id_len + size_len > stop:
+                return
+            raw = int.from_bytes(data[pos + id_len : pos + id_len + size_len], "big") & ((1 << (7 * size_len)) - 1)
+            body = pos + id_len + size_len
+            size = stop - body if raw == (1 << (7 * size_len)) - 1 else raw
+            if body + size > stop:
+                return
+            e = Element(eid, pos, id_len, size_len, size, parents)
+            out.append(e)
+            if eid in _EBML_MASTERS:
+                walk(body, e.end, parents + (pos,))
+            pos = e.end
+
+    walk(0, len(data), ())
+    return out
+
+
+def _put_vint(buf: bytearray, e: Element, value: int) -> bool:
+    """Write ``value`` into ``e``'s size field (same length); False if it does not fit."""
+    n = e.size_len
+    if not 0 <= value < (1 << (7 * n)) - 1:
+        return False
+    buf[e.start + e.id_len : e.data_start] = ((1 << (7 * n)) | value).to_bytes(n, "big")
+    return True
+
+
+def _resize_ebml(buf: bytearray, nodes: list[Element], e: Element, delta: int) -> bool:
+    """Add ``delta`` to the size of every element enclosing ``e`` (sizes keep their length)."""
+    by_start = {n.start: n for n in nodes}
+    for p in e.parents:
+        parent = by_start[p]
+        if buf[parent.start + parent.id_len] == 0xFF >> (parent.size_len - 1) and all(
+            b == 0xFF for b in buf[parent.start + parent.id_len + 1 : parent.data_start]
+        ):
+            continue  # unknown size: nothing to adjust
+        if not _put_vint(buf, parent, parent.size + delta):
+            return False
+    return True
+
+
+def _segment_data_start(nodes: list[Element]) -> int:
+    return next((n.data_start for n in nodes if n.id == 0x18538067), 0)
+
+
+def mutate_matroska_once(data: bytearray, rng: random.Random) -> str:
+    """Apply one random EBML-aware mutation to ``data`` in place; returns what it did."""
+    nodes = ebml_tree(bytes(data))
+    size = len(data)
+    if not nodes:
+        if size < 2:
+            return "nothing left to mutate"
+        cut = rng.randrange(1, size)
+        del data[cut:]
+        return f"truncate at {cut}"
+    kind = rng.choices(
+        [
+            "id_bitflip",
+            "size_bitflip",
+            "huge_size",
+            "unknown_size",
+            "size_delta",
+            "uint",
+            "block_header",
+            "position",
+            "truncate",
+            "duplicate",
+            "remove",
+            "id_swap",
+            "payload_bitflip",
+        ],
+        weights=[8, 8, 6, 6, 8, 12, 12, 10, 7, 6, 6, 6, 5],
+    )[0]
+    blocks = [n for n in nodes if n.id in (0xA3, 0xA1) and n.size >= 4]
+    uints = [n for n in nodes if n.id in _EBML_UINTS and 1 <= n.size <= 8]
+    positions = [n for n in nodes if n.id in _EBML_POSITIONS and 1 <= n.size <= 8]
+    if kind in ("block_header", "payload_bitflip") and not blocks:
+        kind = "uint"
+    if kind == "position" and not positions:
+        kind = "uint"
+    if kind == "uint" and not uints:
+        kind = "size_delta"
+    if kind == "id_bitflip":
+        n = rng.choice(nodes)
+        bit = rng.randrange(8 * n.id_len)
+        data[n.start + bit // 8] ^= 1 << (bit % 8)
+        return f"{kind} {n.name}@{n.start} bit {bit}"
+    if kind == "size_bitflip":
+        n = rng.choice(nodes)
+        bit = rng.randrange(8 * n.size_len)
+        data[n.start + n.id_len + bit // 8] ^= 1 << (bit % 8)
+        return f"{kind} {n.name}@{n.start} bit {bit}"
+    if kind == "huge_size":
+        n = rng.choice(nodes)
+        value = rng.choice([(1 << (7 * n.size_len)) - 2, size, size - n.data_start + 1, 1 << (7 * n.size_len - 1)])
+        _put_vint(data, n, min(value, (1 << (7 * n.size_len)) - 2))
+        return f"{kind} {n.name}@{n.start} = {value:#x}"
+    if kind == "unknown_size":
+        n = rng.choice([m for m in nodes if m.id in _EBML_MASTERS and rng.random() < 0.8] or nodes)
+        data[n.start + n.id_len : n.data_start] = bytes([0xFF >> (n.size_len - 1)]) + b"\xff" * (n.size_len - 1)
+        return f"{kind} {n.name}@{n.start}"
+    if kind == "size_delta":
+        n = rng.choice(nodes)
+        value = max(0, n.size + rng.choice([-8, -3, -2, -1, 1, 2, 3, 8, -n.size]))
+        _put_vint(data, n, value)
+        return f"{kind} {n.name}@{n.start} {n.size} -> {value}"
+    if kind == "uint":
+        n = rng.choice(uints)
+        value = rng.choice([0, 1, 2, (1 << (8 * n.size)) - 1, 1 << (8 * n.size - 1), rng.getrandbits(8 * n.size)])
+        data[n.data_start : n.end] = value.to_bytes(n.size, "big")
+        return f"{kind} {n.name}@{n.start} = {value:#x}"
+    if kind == "block_header":
+        n = rng.choice(blocks)
+        at = n.data_start
+        track_len = _vint_len(data[at])
+        what = rng.choice(["track", "timestamp", "flags", "lacing", "keyframe"])
+        if what == "track":
+            data[at] = rng.choice([0x80, 0x81, 0x82, 0x83, 0xFF, 0x40, 0x00, rng.getrandbits(8)])
+        elif what == "timestamp" and at + track_len + 2 <= size:
+            value = rng.choice([0, 0x7FFF, 0x8000, 0xFFFF, rng.getrandbits(16)])
+            data[at + track_len : at + track_len + 2] = value.to_bytes(2, "big")
+        elif at + track_len + 2 < size:
+            flags = at + track_len + 2
+            data[flags] ^= {"flags": 1 << rng.randrange(8), "lacing": rng.choice([0x02, 0x04, 0x06]), "keyframe": 0x80}[
+                what if what != "timestamp" else "flags"
+            ]
+        return f"{kind} {n.name}@{n.start} {what}"
+    if kind == "position":
+        n = rng.choice(positions)
+        seg = _segment_data_start(nodes)
+        target = rng.choice(nodes)
+        value = rng.choice(
+            [
+                target.start - seg,
+                target.start - seg + rng.choice([-1, 1, 4]),
+                target.data_start - seg,
+                size,
+                (1 << (8 * n.size)) - 1,
+                0,
+                rng.getrandbits(8 * n.size),
+            ]
+        )
+        value = max(0, value) & ((1 << (8 * n.size)) - 1)
+        data[n.data_start : n.end] = value.to_bytes(n.size, "big")
+        return f"{kind} {n.name}@{n.start} -> {value} ({target.name}@{target.start})"
+    if kind == "truncate":
+        if rng.random() < 0.6:
+            n = rng.choice(nodes)
+            cut = rng.choice([n.start, n.start + n.id_len, n.data_start, n.data_start + 1, n.end - 1, n.end])
+        else:
+            cut = rng.randrange(1, max(size, 2))
+        cut = min(max(1, cut), size - 1)
+        del data[cut:]
+        return f"{kind} at {cut}"
+    if kind == "duplicate":
+        n = rng.choice([m for m in nodes if m.id != 0x18538067])
+        if not _resize_ebml(data, nodes, n, n.end - n.start):
+            return "duplicate skipped"
+        data[n.end : n.end] = data[n.start : n.end]
+        return f"{kind} {n.name}@{n.start}"
+    if kind == "remove":
+        n = rng.choice([m for m in nodes if m.id != 0x18538067])
+        if not _resize_ebml(data, nodes, n, -(n.end - n.start)):
+            return "remove skipped"
+        del data[n.start : n.end]
+        return f"{kind} {n.name}@{n.start}"
+    if kind == "id_swap":
+        n = rng.choice([m for m in nodes if _EBML_SWAPS.get(m.id)] or nodes)
+        choices = [c for c in _EBML_SWAPS.get(n.id, []) if (c.bit_length() + 7) // 8 == n.id_len] or [0xEC]
+        new = rng.choice(choices)
+        if (new.bit_length() + 7) // 8 != n.id_len:
+            return "id_swap skipped"
+        data[n.start : n.start + n.id_len] = new.to_bytes(n.id_len, "big")
+        return f"{kind} {n.name}@{n.start} -> {_EBML_NAMES.get(new, hex(new))}"
+    n = rng.choice(blocks)
+    flips = []
+    for _ in range(rng.randint(1, 3)):
+        bit = rng.randrange(8 * 4, 8 * n.size) if n.size > 4 else 8 * 3
+        data[n.data_start + bit // 8] ^= 1 << (bit % 8)
+        flips.append(bit)
+    return f"payload_bitflip {n.name}@{n.start} bits {flips}"
+
+
 def mutant(original: bytes, seed: int) -> tuple[bytes, list[str]]:
-    """The mutant of ``original`` for ``seed`` (one to three mutations)."""
+    """The mutant of ``original`` for ``seed`` (one to three mutations; EBML-aware for Matroska/WebM)."""
     rng = random.Random(seed)
     data = bytearray(original)
-    steps = [mutate_once(data, rng) for _ in range(rng.choices([1, 2, 3], weights=[70, 22, 8])[0])]
+    mutate = mutate_matroska_once if original[:4] == EBML_MAGIC else mutate_once
+    steps = [mutate(data, rng) for _ in range(rng.choices([1, 2, 3], weights=[70, 22, 8])[0])]
     return bytes(data), steps
 
 
@@ -438,13 +765,20 @@ class _Original:
 
     def __init__(self, path: Path) -> None:
         import videoloader
-        from videoloader.io import RangeSource
-        from videoloader.mp4 import load_index
 
         self.data = path.read_bytes()
-        self.index = load_index(RangeSource(str(path)), cache=False)
+        self.index = _container_index(path)
         with videoloader.VideoReader(str(path), index_cache=False, num_threads=1) as r:
             self.frames = r.get_frames_at(list(range(len(r)))).data.numpy()
+
+
+def _container_index(path: Path):
+    """The packet table our own container index (MP4 or Matroska) reads from ``path``."""
+    from videoloader._containers import load_container_index
+    from videoloader.io import RangeSource
+
+    with RangeSource(str(path)) as source:
+        return load_container_index(source, track=None, cache=False)[1]
 
 
 def _same_index(a, b) -> bool:
@@ -475,8 +809,6 @@ def run_case(name: str, seed: int, path: Path, originals: dict[str, _Original]) 
 
     import videoloader
     from videoloader import VideoLoaderError
-    from videoloader.io import RangeSource
-    from videoloader.mp4 import load_index
 
     orig = originals[name]
     data, steps = mutant(orig.data, seed)
@@ -487,7 +819,7 @@ def run_case(name: str, seed: int, path: Path, originals: dict[str, _Original]) 
     try:
         exact = False
         try:
-            index = load_index(RangeSource(str(path)), cache=False)
+            index = _container_index(path)
             exact = _same_index(index, orig.index) and _intact_samples(index, orig.data, data)
         except VideoLoaderError:
             pass
@@ -531,7 +863,7 @@ def _worker_main(corpus_dir: str, headroom: int) -> None:
     av.logging.set_level(None)
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing else may write on the answer channel
-    corpus = {p.stem: p for p in Path(corpus_dir).glob("*.mp4") if not p.name.startswith(".")}
+    corpus = {p.stem: p for p in Path(corpus_dir).iterdir() if p.stem in RECIPES and p.suffix == _suffix(p.stem)}
     originals = {name: _Original(p) for name, p in corpus.items()}
     import psutil
 
@@ -539,10 +871,10 @@ def _worker_main(corpus_dir: str, headroom: int) -> None:
     limit = psutil.Process().memory_info().vms + headroom
     resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
     with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
-        path = Path(tmp) / "mutant.mp4"
         out.write("ready\n")
         for line in sys.stdin:
             name, seed = line.split()
+            path = Path(tmp) / f"mutant{_suffix(name)}"
             out.write(json.dumps(run_case(name, int(seed), path, originals)) + "\n")
 
 
@@ -641,7 +973,7 @@ def run_cases(
 
 
 def _failed(corpus_dir: Path, case: tuple[str, int], outcome: str, detail: str) -> dict:
-    _data, steps = mutant((corpus_dir / f"{case[0]}.mp4").read_bytes(), case[1])
+    _data, steps = mutant((corpus_dir / f"{case[0]}{_suffix(case[0])}").read_bytes(), case[1])
     return {"name": case[0], "seed": case[1], "outcome": outcome, "detail": detail, "steps": steps}
 
 
@@ -662,7 +994,7 @@ if __name__ == "__main__":
         directory = Path(sys.argv[4] if len(sys.argv) > 4 else tempfile.gettempdir()) / "videoloader-fuzz-corpus"
         corpus = make_corpus(directory)
         name, seed = sys.argv[2], int(sys.argv[3])
-        out = Path(tempfile.gettempdir()) / f"fuzz-{name}-{seed}.mp4"
+        out = Path(tempfile.gettempdir()) / f"fuzz-{name}-{seed}{_suffix(name)}"
         print(json.dumps(run_case(name, seed, out, {name: _Original(corpus[name])}), indent=1))
         print(f"mutant kept at {out}")
     else:

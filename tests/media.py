@@ -36,6 +36,7 @@ import numpy as np
 
 __all__ = [
     "KINDS",
+    "MKV_KINDS",
     "Box",
     "MediaKind",
     "decode_all_frames",
@@ -46,6 +47,7 @@ __all__ = [
     "make_video",
     "parse_elst",
     "read_frame_number",
+    "remux",
     "top_level_boxes",
 ]
 
@@ -610,7 +612,7 @@ def _kind(
         pix_fmt=pix_fmt,
         fps=fps,
         threads=1,
-        container_options={"fflags": "+bitexact"},
+        container_options={"fflags": "+bitexact", **recipe.pop("mux_options", {})},
         **size,
         **recipe,
     )
@@ -832,9 +834,154 @@ KINDS: dict[str, MediaKind] = {
 }
 
 
+#: Matroska / WebM variants for the Matroska index's tests (built on demand by
+#: :func:`make_kind`, not part of :func:`make_corpus`'s default set).
+MKV_KINDS: dict[str, MediaKind] = {
+    "mkv_hevc_10bit": _kind(
+        "hevc",
+        "mkv",
+        36,
+        gop=12,
+        bframes=3,
+        pix_fmt="yuv420p10le",
+        features={"matroska", "10bit", "bframes"},
+        notes="libx265 Main10 with B-frames in Matroska (V_MPEGH/ISO/HEVC, CodecPrivate = hvcC).",
+    ),
+    "webm_av1": _kind(
+        "av1",
+        "webm",
+        30,
+        gop=15,
+        size=dict(width=128, height=96),
+        features={"webm"},
+        notes="libsvtav1 in WebM (V_AV1, CodecPrivate = av1C).",
+    ),
+    "mkv_no_cues": _kind(
+        "h264",
+        "mkv",
+        60,
+        gop=15,
+        bframes=2,
+        post="strip_cues",
+        features={"matroska", "no_cues"},
+        notes="mkv_h264 with its Cues element turned into a Void of the same size (the SeekHead still points there).",
+    ),
+    "mkv_vfr": _kind(
+        "h264",
+        "mkv",
+        _VFR_NUM_FRAMES,
+        gop=15,
+        time_base=fractions.Fraction(1, 1000),
+        pts=_VFR_PTS,
+        size=_TINY,
+        features={"matroska", "vfr"},
+        notes=f"Matroska, frame durations cycle through {_VFR_DURATIONS_MS} ms.",
+    ),
+    "mkv_audio": _kind(
+        "h264",
+        "mkv",
+        45,
+        gop=15,
+        bframes=2,
+        audio=True,
+        features={"matroska", "audio"},
+        notes="H.264 track 1 and AAC track 2, blocks interleaved in the clusters.",
+    ),
+    "webm_audio_first": _kind(
+        "vp9",
+        "webm",
+        40,
+        gop=20,
+        audio_first=True,
+        features={"webm", "audio", "audio_first"},
+        notes="Opus track 1 before VP9 track 2 in WebM.",
+    ),
+    "mkv_live": _kind(
+        "h264",
+        "mkv",
+        40,
+        gop=15,
+        bframes=2,
+        mux_options={"live": "1"},
+        post="unknown_sizes",
+        features={"matroska", "unknown_size", "no_cues"},
+        notes="muxer option live=1 (Segment of unknown size, no Cues), then every Cluster's size "
+        "rewritten as unknown, as a live recorder writes them.",
+    ),
+    "mkv_cues_front": _kind(
+        "h264",
+        "mkv",
+        45,
+        gop=15,
+        mux_options={"cues_to_front": "1", "reserve_index_space": "1024"},
+        features={"matroska", "cues_front"},
+        notes="Cues written before the first Cluster (cues_to_front).",
+    ),
+}
+
+
+def _strip_cues(data: bytes) -> bytes:
+    """Turn the Matroska Cues element into a Void element of the same total size."""
+    at = data.rfind(b"\x1c\x53\xbb\x6b")
+    if at < 0:
+        raise ValueError("no Cues element")
+    first = data[at + 4]
+    n = 9 - first.bit_length()
+    size = int.from_bytes(data[at + 4 : at + 4 + n], "big") & ((1 << (7 * n)) - 1)
+    # Void ID (1 byte) + the same payload size written in n + 3 bytes: same header length.
+    header = b"\xec" + ((1 << (7 * (n + 3))) | size).to_bytes(n + 3, "big")
+    return data[:at] + header + data[at + 4 + n :]
+
+
+def _vint_at(data: bytes, pos: int) -> tuple[int, int]:
+    n = 9 - data[pos].bit_length()
+    return int.from_bytes(data[pos : pos + n], "big") & ((1 << (7 * n)) - 1), n
+
+
+def _unknown_cluster_sizes(data: bytes) -> bytes:
+    """Rewrite every top-level Cluster's size field as "unknown" (all ones, same length)."""
+    out = bytearray(data)
+    _, n = _vint_at(data, 4)
+    pos = 4 + n + _vint_at(data, 4)[0]  # past the EBML header
+    seg_id_len = 4
+    _, n = _vint_at(data, pos + seg_id_len)
+    pos += seg_id_len + n  # the Segment's payload
+    while pos + 4 < len(data):
+        eid = data[pos : pos + 4]
+        size, n = _vint_at(data, pos + 4)
+        if eid == b"\x1f\x43\xb6\x75":
+            out[pos + 4 : pos + 4 + n] = ((1 << (7 * n + 1)) - 1 >> 0).to_bytes(n, "big")
+            out[pos + 4] = 0xFF >> (n - 1)
+        id_len = 9 - data[pos].bit_length()
+        size, n = _vint_at(data, pos + id_len)
+        pos += id_len + n + size
+    return bytes(out)
+
+
+def remux(src: Path | str, dst: Path | str, *, options: dict[str, str] | None = None) -> Path:
+    """Stream-copy every video and audio stream of ``src`` into ``dst`` (container from its suffix).
+
+    No re-encoding: the packets (and so the frames) are the source's, only the
+    container changes (e.g. an MP4 test video as Matroska).
+    """
+    import av
+
+    dst = Path(dst)
+    fmt = _CONTAINER_FORMATS[dst.suffix.lstrip(".")]
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format=fmt, options=options or {}) as out:
+        streams = [s for s in inp.streams if s.type in ("video", "audio")]
+        mapping = {s.index: out.add_stream_from_template(s) for s in streams}
+        for packet in inp.demux(streams):
+            if packet.dts is None:
+                continue
+            packet.stream = mapping[packet.stream.index]
+            out.mux(packet)
+    return dst
+
+
 def make_kind(name: str, directory: Path | str) -> Path:
-    """Build one corpus entry ``KINDS[name]`` as ``directory/name.<container>``."""
-    kind = KINDS[name]
+    """Build one corpus entry ``KINDS[name]`` (or ``MKV_KINDS[name]``) as ``directory/name.<container>``."""
+    kind = KINDS[name] if name in KINDS else MKV_KINDS[name]
     Path(directory).mkdir(parents=True, exist_ok=True)
     path = Path(directory) / f"{name}{kind.suffix}"
     make_video(path, **kind.recipe)
@@ -842,6 +989,10 @@ def make_kind(name: str, directory: Path | str) -> Path:
         path.write_bytes(_rewrite_stco_as_co64(path.read_bytes()))
     elif kind.post == "strip_mfra":
         path.write_bytes(_strip_top_level(path.read_bytes(), {"mfra"}))
+    elif kind.post == "strip_cues":
+        path.write_bytes(_strip_cues(path.read_bytes()))
+    elif kind.post == "unknown_sizes":
+        path.write_bytes(_unknown_cluster_sizes(path.read_bytes()))
     elif kind.post is not None:
         raise ValueError(f"unknown post step {kind.post!r}")
     return path

@@ -1,8 +1,10 @@
-"""Fuzz: seeded mutants of small generated MP4s never escape the error tree.
+"""Fuzz: seeded mutants of small generated MP4, Matroska and WebM files never escape the error tree.
 
 Each mutant (bit flips in box headers and tables, huge counts and sizes,
 zero-size boxes, pointers aimed back at earlier boxes, truncations,
-duplicated, removed and retyped boxes, payload bit flips) is opened with
+duplicated, removed and retyped boxes, payload bit flips; for Matroska the
+same on EBML elements plus unknown sizes, block headers and Cues positions
+aimed anywhere) is opened with
 ``VideoReader`` and one to three frames are decoded, in a worker process
 under an address-space limit and a per-case timeout. Every case must end in
 a ``VideoLoaderError`` or in frames: exact frames whenever the mutant's index
@@ -46,14 +48,29 @@ def test_mutants_raise_our_errors_or_give_frames(fuzz_corpus):
     )
     # The run exercised both ends: clean refusals and exact frames.
     assert counts["ok-exact"] > NUM_CASES // 20 and counts["MP4ParseError"] > NUM_CASES // 20, dict(counts)
+    assert counts["MatroskaParseError"] > NUM_CASES // 20, dict(counts)
+    mkv = [r for r in results if fuzzing.RECIPES[r["name"]][0].get("container") in ("mkv", "webm")]
+    assert sum(r["outcome"] == "ok-exact" for r in mkv) > len(mkv) // 10, dict(counts)
     assert elapsed < 60, f"{NUM_CASES} cases took {elapsed:.1f} s"
 
 
-def test_mutants_are_reproducible(fuzz_corpus):
-    original = (fuzz_corpus / "frag_sidx.mp4").read_bytes()
+@pytest.mark.parametrize("name", ["frag_sidx.mp4", "mkv_audio.mkv"])
+def test_mutants_are_reproducible(fuzz_corpus, name):
+    original = (fuzz_corpus / name).read_bytes()
     for seed in range(20):
         assert fuzzing.mutant(original, seed) == fuzzing.mutant(original, seed)
     assert len({fuzzing.mutant(original, seed)[0] for seed in range(20)}) > 15
+
+
+def test_matroska_element_tree_lists_every_cluster_and_block(fuzz_corpus):
+    import av
+
+    data = (fuzz_corpus / "mkv_audio.mkv").read_bytes()
+    tree = fuzzing.ebml_tree(data)
+    with av.open(str(fuzz_corpus / "mkv_audio.mkv")) as c:
+        packets = sum(1 for p in c.demux() if p.size)
+    assert sum(e.name == "SimpleBlock" for e in tree) + sum(e.name == "Block" for e in tree) == packets
+    assert sum(e.name == "Cluster" for e in tree) >= 2
 
 
 def _one_byte_sps(src, dst):

@@ -3,14 +3,19 @@
 Each container we index ourselves produces the same packet table with byte
 ranges; anything none of them handles goes to the demux source (FFmpeg).
 Adding a container means one package that returns a :class:`SampleIndex` and
-one entry here.
+one entry here. MP4 is tried first (its reader sniffs ISO-BMFF from the
+file's head and keeps those bytes); a head that starts with the EBML magic
+goes to the Matroska index, reusing the bytes already held.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._errors import NotAVideoError
 from ._packets import SampleIndex
+from .mkv import load_index as load_matroska_index
+from .mkv import matroska_doc_type
 from .mp4 import load_index
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -19,9 +24,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["load_container_index"]
 
+#: Whether Matroska/WebM go through our index. Benchmarks turn it off to
+#: measure the demux fallback on the same files; nothing else should.
+_MATROSKA_INDEX = True
+
 
 def load_container_index(source: RangeSource, *, track: int | None, cache: CacheOption) -> tuple[str, SampleIndex]:
     """``(container name, packet table)`` from the first of our indexes that reads ``source``.
+
+    The container name is ``"mp4"``, or the Matroska DocType (``"matroska"`` / ``"webm"``).
 
     Raises:
         NotAVideoError, UnsupportedFormatError: none of our indexes handles it
@@ -29,4 +40,17 @@ def load_container_index(source: RangeSource, *, track: int | None, cache: Cache
         ContainerError, SourceError: the container is ours but broken, or the
             bytes could not be read.
     """
-    return "mp4", load_index(source, track=track, cache=cache)
+    stats = getattr(source, "stats", None)
+    before = stats.snapshot() if stats is not None else None
+    try:
+        return "mp4", load_index(source, track=track, cache=cache)
+    except NotAVideoError:
+        doc_type = matroska_doc_type(source) if _MATROSKA_INDEX else None
+        if doc_type is None:
+            raise
+    table = load_matroska_index(source, track=track, cache=cache)
+    if table.index_requests and stats is not None and before is not None:
+        # Count the head the MP4 sniff read too: it is part of what this index cost.
+        delta = stats.since(before)
+        table.index_nbytes, table.index_requests = int(delta.bytes_received), int(delta.num_requests)
+    return doc_type, table

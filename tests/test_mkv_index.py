@@ -1,0 +1,204 @@
+"""The Matroska/WebM index: packet tables equal FFmpeg's demux, frames equal a sequential decode."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from videoloader import MatroskaParseError, NotAVideoError, TrackNotFoundError, VideoReader
+from videoloader.io import RangeSource
+from videoloader.job._inspect import inspect_video
+from videoloader.mkv import load_index
+
+import media
+
+CORPUS_MKV = ["mkv_h264", "webm_vp9"]
+VARIANTS = sorted(media.MKV_KINDS)
+
+
+@pytest.fixture(scope="module")
+def mkv_files(tmp_path_factory, corpus):
+    """Every Matroska/WebM file: the two corpus kinds plus ``media.MKV_KINDS``."""
+    folder = tmp_path_factory.mktemp("mkv")
+    files = {name: corpus[name] for name in CORPUS_MKV}
+    files.update({name: media.make_kind(name, folder) for name in VARIANTS})
+    return files
+
+
+def _packets(path):
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        extradata = s.codec_context.extradata
+        return [(p.pts, p.size, bool(p.is_keyframe), bytes(p)) for p in c.demux(s) if p.size], extradata
+
+
+@pytest.mark.parametrize("name", CORPUS_MKV + VARIANTS)
+def test_index_equals_ffmpeg_demux(name, mkv_files):
+    path = mkv_files[name]
+    packets, extradata = _packets(path)
+    with RangeSource(str(path)) as s:
+        idx = load_index(s, cache=False)
+    assert idx.has_byte_ranges and idx.num_samples == len(packets)
+    assert idx.pts.tolist() == [p[0] for p in packets]
+    assert idx.sizes.tolist() == [p[1] for p in packets]
+    assert idx.is_sync.tolist() == [p[2] for p in packets]
+    data = path.read_bytes()
+    for (_, _, _, payload), off, n in zip(packets, idx.offsets.tolist(), idx.sizes.tolist(), strict=True):
+        assert data[off : off + n] == payload
+    assert bool(np.all(idx.dts <= idx.pts)) and bool(np.all(np.diff(idx.dts) > 0))
+    if idx.codec == "vp9":
+        assert idx.extradata is None and not extradata
+    else:
+        assert idx.extradata == extradata
+    kind = media.KINDS.get(name) or media.MKV_KINDS[name]
+    assert (idx.codec, idx.width, idx.height) == (kind.codec, kind.width, kind.height)
+    want_depth = 10 if kind.pix_fmt == "yuv420p10le" else 8
+    # VP9 in Matroska states its depth only in optional CodecPrivate / Colour elements.
+    assert idx.bit_depth == want_depth or (idx.codec == "vp9" and idx.bit_depth is None)
+
+
+@pytest.mark.parametrize("name", CORPUS_MKV + VARIANTS)
+def test_frames_equal_sequential_decode(name, mkv_files):
+    path = mkv_files[name]
+    ref = media.decode_all_frames(path)
+    n = len(ref)
+    targets = [n - 1, 0, n // 2, 7, n - 2, 3]
+    with VideoReader(str(path), backend="cpu") as r:
+        assert r.access_path == "index"
+        assert r.metadata.container == ("webm" if path.suffix == ".webm" else "matroska")
+        assert r.metadata.num_frames == n
+        b = r.get_frames_at(targets)
+    with av.open(str(path)) as c:
+        tb = c.streams.video[0].time_base
+    for row, i in enumerate(targets):
+        assert np.array_equal(b.data[row].permute(1, 2, 0).numpy(), ref[i][1]), (name, i)
+        assert b.pts_seconds[row].item() == pytest.approx(float(ref[i][0] * tb))
+
+
+def test_late_frame_of_10bit_hevc(mkv_files):
+    """The last frames of a 10-bit HEVC stream with B-frames decode exactly."""
+    ref = media.decode_all_frames(mkv_files["mkv_hevc_10bit"])
+    with VideoReader(str(mkv_files["mkv_hevc_10bit"]), backend="cpu") as r:
+        for i in range(len(ref) - 4, len(ref)):
+            got = r.get_frames_at([i]).data[0].permute(1, 2, 0).numpy()
+            assert np.array_equal(got, ref[i][1]), i
+
+
+@pytest.mark.parametrize("name", ["mkv_h264", "mkv_no_cues", "mkv_live"])
+def test_http_reads_headers_not_payloads(name, mkv_files, http_server):
+    path = mkv_files[name]
+    url = http_server.add(path.name, path)
+    ref = media.decode_all_frames(path)
+    with VideoReader(url, backend="cpu") as r:
+        idx = r.index
+        assert idx is not None and idx.file_size == path.stat().st_size
+        before = r.transfer_stats.snapshot()
+        plan = r.plan([len(ref) - 1])
+        got = r.get_frames_at([len(ref) - 1]).data[0].permute(1, 2, 0).numpy()
+        assert np.array_equal(got, ref[-1][1])
+        # The samples' ranges, coalesced over the few block-header bytes between them.
+        assert plan.nbytes <= r.transfer_stats.since(before).bytes_received <= 1.01 * plan.nbytes
+        assert r.transfer_stats.bytes_received == http_server.bytes_sent
+        # The index costs a fraction of the file: the head and element headers.
+        assert idx.index_nbytes < 0.3 * path.stat().st_size
+
+
+def test_inspect_shows_the_size_and_reads_only_the_index(mkv_files, http_server):
+    path = mkv_files["webm_vp9"]
+    url = http_server.add("clip.webm", path)
+    info = inspect_video(url)
+    assert info["access_path"] == "index" and info["metadata"]["container"] == "webm"
+    assert info["file_size_bytes"] == path.stat().st_size
+    assert info["transfer"]["bytes_received"] == info["index"]["index_nbytes"]
+    assert info["transfer"]["bytes_received"] < 0.3 * path.stat().st_size
+
+
+def test_track_numbers(mkv_files):
+    path = mkv_files["webm_audio_first"]
+    with RangeSource(str(path)) as s:
+        assert load_index(s, cache=False).track_id == 2
+        with pytest.raises(TrackNotFoundError, match="not video"):
+            load_index(s, track=1, cache=False)
+        with pytest.raises(TrackNotFoundError, match="no track"):
+            load_index(s, track=5, cache=False)
+
+
+def test_truncated_file_raises(mkv_files, tmp_path):
+    data = mkv_files["mkv_h264"].read_bytes()
+    for cut in (len(data) // 2, len(data) - 700, 40):
+        bad = tmp_path / f"cut{cut}.mkv"
+        bad.write_bytes(data[:cut])
+        with RangeSource(str(bad)) as s:
+            with pytest.raises(MatroskaParseError):
+                load_index(s, cache=False)
+
+
+def test_damaged_cues_cost_only_speed(mkv_files, tmp_path):
+    """Cue positions that point into the middle of a cluster never change the table."""
+    data = bytearray(mkv_files["mkv_h264"].read_bytes())
+    with RangeSource(str(mkv_files["mkv_h264"])) as s:
+        want = load_index(s, cache=False)
+    at = bytes(data).rfind(b"\xf1")  # the last CueClusterPosition
+    data[at + 2] ^= 0x10
+    bad = tmp_path / "cues.mkv"
+    bad.write_bytes(bytes(data))
+    with RangeSource(str(bad)) as s:
+        got = load_index(s, cache=False)
+    assert got.offsets.tolist() == want.offsets.tolist() and got.pts.tolist() == want.pts.tolist()
+
+
+def test_not_ebml_and_other_doctypes(tmp_path):
+    junk = tmp_path / "junk.mkv"
+    junk.write_bytes(b"\x1a\x45\xdf\xa3" + bytes(200))
+    with RangeSource(str(junk)) as s:
+        with pytest.raises(MatroskaParseError):
+            load_index(s, cache=False)
+    html = tmp_path / "page.mkv"
+    html.write_bytes(b"<html>" + bytes(100))
+    with RangeSource(str(html)) as s:
+        with pytest.raises(NotAVideoError):
+            load_index(s, cache=False)
+
+
+def test_cache_keeps_containers_apart(mkv_files, corpus):
+    from videoloader.mp4 import IndexCache
+
+    cache = IndexCache()
+    with VideoReader(str(mkv_files["mkv_h264"]), index_cache=cache) as r:
+        first = r.index
+    with VideoReader(str(mkv_files["mkv_h264"]), index_cache=cache) as r:
+        assert r.index is not None and first is not None
+        assert r.index.index_nbytes == 0 and r.index.offsets.tolist() == first.offsets.tolist()
+        assert r.metadata.container == "matroska"
+
+
+def _element(eid: bytes, payload: bytes, size_len: int = 1) -> bytes:
+    return eid + ((1 << (7 * size_len)) | len(payload)).to_bytes(size_len, "big") + payload
+
+
+def test_walk_reads_long_block_headers_in_a_second_step():
+    """Block headers longer than the walk's first read (8-byte sizes, 8-byte track
+    numbers) are read whole on a second, larger read, and every block is found."""
+    from videoloader.mkv._walk import STEP_BYTES, walk_clusters
+
+    track = 300  # written as an 8-byte vint: a 20-byte SimpleBlock header
+    payloads = [bytes([i]) * (100 + i) for i in range(5)]
+    blocks = b"".join(
+        _element(b"\xa3", (1 << 56 | track).to_bytes(8, "big") + i.to_bytes(2, "big") + b"\x80" + p, 8)
+        for i, p in enumerate(payloads)
+    )
+    cluster = _element(b"\x1f\x43\xb6\x75", _element(b"\xe7", b"\x07") + blocks, 8)
+    data = cluster + _element(b"\xec", bytes(64))
+    sizes = []
+
+    def read(ranges):
+        sizes.extend(r.stop - r.start for r in ranges)
+        return [data[r.start : r.stop] for r in ranges]
+
+    got = walk_clusters(
+        url="mem", file_size=len(data), seg_start=0, seg_end=len(data), track=track, windows=[], read=read
+    )
+    assert [data[b.offset : b.offset + b.size] for b in got.blocks] == payloads
+    assert [b.timestamp for b in got.blocks] == [7 + i for i in range(5)]
+    assert min(sizes) == STEP_BYTES and max(sizes) > STEP_BYTES

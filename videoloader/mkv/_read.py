@@ -1,0 +1,309 @@
+"""load_index: from a Matroska/WebM byte source to a complete SampleIndex.
+
+Reads, in order: the file's head (the EBML header, the Segment header and,
+in files written by FFmpeg or mkvmerge, the SeekHead, Info and Tracks); the
+SeekHead's targets outside the head (Info, Tracks, Cues: one concurrent
+read); then the cluster walk (``_walk.py``), which reads only element headers,
+one concurrent round at a time, with lanes started at every Cues cluster
+position.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .._errors import MatroskaParseError, NotAVideoError, UnsupportedFormatError
+from .._packets import SampleIndex
+from .._types import ByteRange
+from ..mp4._cache import cache_key
+from ..mp4._read import CacheOption, _CountingSource, _resolve_cache, _stats_delta, _stats_snapshot
+from ._ebml import ID, Element, Window, children, read_element, read_string, read_uint
+from ._tracks import codec_setup, parse_info, parse_tracks, select_track
+from ._walk import walk_clusters
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..io import RangeSource
+
+__all__ = ["EBML_MAGIC", "HEAD_BYTES", "load_index", "matroska_doc_type"]
+
+EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+HEAD_BYTES = 16 * 1024
+#: Info, Tracks, SeekHead and Cues read on their own are capped at this size.
+MAX_META_BYTES = 64 << 20
+#: Cue points read (one lane each at most).
+MAX_CUE_POINTS = 1 << 20
+_CACHE_PREFIX = "matroska:"
+
+
+def load_index(source: RangeSource, *, track: int | None = None, cache: CacheOption = None) -> SampleIndex:
+    """Build the complete SampleIndex of one Matroska/WebM video track.
+
+    Args:
+        source: a RangeSource.
+        track: the TrackNumber to index; default the first video track.
+        cache: as for the MP4 index (None: the process-wide cache; a folder;
+            an IndexCache; False: none).
+
+    Raises:
+        NotAVideoError: not EBML.
+        MatroskaParseError: broken elements, blocks past the end of the file.
+        UnsupportedFormatError: another EBML DocType, no video track, a codec
+            or feature the index does not read (lacing or ContentEncodings on
+            the video track): the reader then demuxes with FFmpeg.
+        TrackNotFoundError: ``track`` names no track, or a track that is not video.
+    """
+    index_cache = _resolve_cache(cache)
+    url = source.url
+    key_url = _CACHE_PREFIX + url
+    if index_cache is not None and index_cache.may_hold(key_url):
+        hit = index_cache.get(cache_key(key_url, int(source.size), getattr(source, "validator", None), track))
+        if hit is not None:
+            return hit
+    snapshot = _stats_snapshot(source)
+    counting = _CountingSource(source)
+    index = _build_index(counting, track=track)
+    index.index_nbytes, index.index_requests = _stats_delta(source, snapshot, counting)
+    if index_cache is not None:
+        index_cache.put(cache_key(key_url, int(source.size), getattr(source, "validator", None), track), index)
+    return index
+
+
+def matroska_doc_type(source: RangeSource) -> str | None:
+    """``"matroska"`` or ``"webm"`` when ``source`` starts with an EBML header of
+    that DocType (another DocType is returned as it is), else None.
+
+    Reads the head, which the MP4 sniff has normally left in memory already.
+    """
+    try:
+        if int(source.size) < 4:
+            return None
+        data = bytes(source.read_head(HEAD_BYTES, retain=True))
+    except NotAVideoError:
+        return None
+    if data[:4] != EBML_MAGIC:
+        return None
+    try:
+        return _doc_type(Window(data, 0, source.url), check=False)[0]
+    except MatroskaParseError:
+        return "matroska"  # broken header: load_index says what is wrong
+
+
+def _read_head(source: _CountingSource) -> tuple[Window, int]:
+    url = source.url
+    if hasattr(source, "read_head"):
+        data = source.read_head(HEAD_BYTES, retain=True)
+        size = int(source.size)
+    else:
+        size = int(source.size)
+        data = source.read_ranges([ByteRange(0, min(size, HEAD_BYTES))])[0] if size else b""
+    if size <= 0:
+        raise NotAVideoError(f"{url}: the file is empty (0 bytes).")
+    if bytes(data[:4]) != EBML_MAGIC:
+        raise NotAVideoError(f"{url}: not a Matroska/WebM file (it does not start with the EBML magic 1A 45 DF A3).")
+    return Window(bytes(data), 0, url), size
+
+
+def _doc_type(w: Window, *, check: bool = True) -> tuple[str, int]:
+    """``(DocType, offset after the EBML header)``."""
+    ebml = read_element(w, 0)
+    if ebml.unknown_size or ebml.size > 4096:
+        raise MatroskaParseError(f"{w.url}: the EBML header claims {ebml.size} bytes; expected a few dozen.")
+    doc_type = "matroska"
+    for e in children(w, ebml):
+        if e.id == ID.DOC_TYPE:
+            doc_type = read_string(w, e, "DocType")
+    if check and doc_type not in ("matroska", "webm"):
+        raise UnsupportedFormatError(f"{w.url}: EBML DocType {doc_type!r} is not Matroska or WebM.")
+    return doc_type, ebml.end
+
+
+def _read_element(source: _CountingSource, pos: int, limit: int, held: list[Window], what: str) -> Window:
+    """A window holding the whole (known-size) element at ``pos``."""
+    url = source.url
+    for w in held:
+        if w.covers(pos, min(limit, pos + 12)):
+            e = read_element(w, pos)
+            if not e.unknown_size and w.covers(pos, e.end):
+                return w
+    stop = min(limit, pos + 64 * 1024)
+    w = Window(bytes(source.read_ranges([ByteRange(pos, stop)])[0]), pos, url)
+    e = read_element(w, pos)
+    if e.unknown_size or e.end > limit:
+        raise MatroskaParseError(
+            f"{url}: the {what} element at offset {pos} has size {'unknown' if e.unknown_size else e.size}, "
+            f"past its Segment's end at {limit}."
+        )
+    if e.size > MAX_META_BYTES:
+        raise MatroskaParseError(f"{url}: the {what} element claims {e.size} bytes; at most {MAX_META_BYTES}.")
+    if not w.covers(pos, e.end):
+        w = Window(bytes(source.read_ranges([ByteRange(pos, e.end)])[0]), pos, url)
+    return w
+
+
+def _build_index(source: _CountingSource, *, track: int | None) -> SampleIndex:
+    url = source.url
+    head, size = _read_head(source)
+    doc_type, pos = _doc_type(head)
+    seg = read_element(head, pos)
+    if seg.id != ID.SEGMENT:
+        raise MatroskaParseError(f"{url}: expected a Segment at offset {pos}, found element {seg.id:#x}.")
+    seg_start = seg.data_start
+    seg_end = size if seg.unknown_size else seg.end
+    if seg_end > size:
+        raise MatroskaParseError(
+            f"{url}: the Segment ends at {seg_end} but the file is {size} bytes long (the file is truncated)."
+        )
+
+    # Top-level elements held in the head, up to the first Cluster.
+    found: dict[int, int] = {}
+    p = seg_start
+    while p < seg_end and head.covers(p, min(seg_end, p + 12)):
+        e = read_element(head, p)
+        if e.id == ID.CLUSTER or e.unknown_size:
+            break
+        if e.id in (ID.SEEK_HEAD, ID.INFO, ID.TRACKS, ID.CUES) and e.id not in found:
+            found[e.id] = p
+        if e.end > seg_end:
+            raise MatroskaParseError(f"{url}: element {e.id:#x} at offset {p} runs past the Segment's end.")
+        p = e.end
+    held = [head]
+    if ID.SEEK_HEAD in found:
+        w = _read_element(source, found[ID.SEEK_HEAD], seg_end, held, "SeekHead")
+        for entry in children(w, read_element(w, found[ID.SEEK_HEAD])):
+            if entry.id != ID.SEEK:
+                continue
+            target = position = None
+            for e in children(w, entry):
+                if e.id == ID.SEEK_ID:
+                    target = int.from_bytes(w.get(e.data_start, e.end), "big") if e.size <= 4 else None
+                elif e.id == ID.SEEK_POSITION:
+                    position = read_uint(w, e, "SeekPosition")
+            if target in (ID.INFO, ID.TRACKS, ID.CUES) and position is not None and target not in found:
+                if seg_start + position < seg_end:
+                    found[target] = seg_start + position
+    # The SeekHead's targets outside the head: one concurrent read of 64 KiB each.
+    outside = [
+        ByteRange(o, min(seg_end, o + 64 * 1024))
+        for k, o in found.items()
+        if k != ID.SEEK_HEAD and not head.covers(o, min(seg_end, o + 12))
+    ]
+    if outside:
+        datas = source.read_ranges(outside)
+        held += [Window(bytes(d), r.start, url) for r, d in zip(outside, datas, strict=True)]
+    for what, eid in (("Info", ID.INFO), ("Tracks", ID.TRACKS)):
+        if eid not in found:
+            raise UnsupportedFormatError(f"{url}: no {what} element before the first Cluster and no SeekHead entry.")
+    w = _read_element(source, found[ID.INFO], seg_end, held, "Info")
+    info = parse_info(w, _checked(w, found[ID.INFO], ID.INFO, "Info"))
+    w = _read_element(source, found[ID.TRACKS], seg_end, held, "Tracks")
+    tracks = parse_tracks(w, _checked(w, found[ID.TRACKS], ID.TRACKS, "Tracks"))
+    t = select_track(tracks, track, url)
+    codec, extradata, bit_depth = codec_setup(t, url)
+
+    starts: list[int] = []
+    if ID.CUES in found:
+        try:
+            w = _read_element(source, found[ID.CUES], seg_end, held, "Cues")
+            starts = _cue_positions(w, _checked(w, found[ID.CUES], ID.CUES, "Cues"), seg_start, seg_end)
+        except MatroskaParseError:
+            starts = []  # damaged Cues only cost speed: the walk finds every cluster without them
+
+    walk = walk_clusters(
+        url=url,
+        file_size=size,
+        seg_start=seg_start,
+        seg_end=seg_end,
+        track=t.number,
+        windows=[head],
+        read=source.read_ranges,
+        starts=starts,
+    )
+    return _table(walk.blocks, info.timestamp_scale, t, codec, extradata, bit_depth, size, url, doc_type)
+
+
+def _checked(w: Window, pos: int, eid: int, what: str) -> Element:
+    e = read_element(w, pos)
+    if e.id != eid:
+        raise MatroskaParseError(f"{w.url}: expected {what} at offset {pos}, found element {e.id:#x}.")
+    return e
+
+
+def _cue_positions(w: Window, cues: Element, seg_start: int, seg_end: int) -> list[int]:
+    out: set[int] = set()
+    for point in children(w, cues):
+        if point.id != ID.CUE_POINT:
+            continue
+        for tp in children(w, point):
+            if tp.id != ID.CUE_TRACK_POSITIONS:
+                continue
+            for e in children(w, tp):
+                if e.id == ID.CUE_CLUSTER_POSITION:
+                    p = seg_start + read_uint(w, e, "CueClusterPosition")
+                    if p < seg_end:
+                        out.add(p)
+        if len(out) > MAX_CUE_POINTS:
+            break
+    return sorted(out)
+
+
+def _table(
+    blocks: list,
+    scale: int,
+    t: object,
+    codec: str,
+    extradata: bytes | None,
+    bit_depth: int | None,
+    size: int,
+    url: str,
+    doc_type: str,
+) -> SampleIndex:
+    from ._tracks import TrackEntry
+
+    assert isinstance(t, TrackEntry)
+    # FFmpeg's time base is TimestampScale / 10^9 s, reduced.
+    tb = Fraction(scale, 10**9)
+    timescale, mult = tb.denominator, tb.numerator
+    if timescale >= 1 << 31:
+        raise MatroskaParseError(f"{url}: TimestampScale {scale} gives a time base FFmpeg cannot hold.")
+    n = len(blocks)
+    offsets = np.fromiter((b.offset for b in blocks), dtype=np.int64, count=n)
+    sizes = np.fromiter((b.size for b in blocks), dtype=np.int64, count=n)
+    pts = np.fromiter((b.timestamp for b in blocks), dtype=np.int64, count=n) * mult
+    is_sync = np.fromiter((b.keyframe for b in blocks), dtype=bool, count=n)
+    default = round(t.default_duration_ns * timescale / 10**9) if t.default_duration_ns else 0
+    durations = np.fromiter((b.duration * mult if b.duration >= 0 else default for b in blocks), np.int64, count=n)
+    # Matroska stores presentation times only; decode order is file order. The
+    # decode times are the sorted presentation times, moved back just enough
+    # that no sample decodes after it is shown (FFmpeg's reordering delay).
+    dts = np.sort(pts)
+    if n:
+        dts -= max(0, int((dts - pts).max()))
+    shown = np.sort(pts)
+    dup = np.flatnonzero(shown[1:] == shown[:-1]) if n > 1 else np.zeros(0, np.int64)
+    if len(dup):
+        raise MatroskaParseError(
+            f"{url}: track {t.number}: two blocks share the presentation time {int(shown[dup[0]])}; every "
+            "shown frame needs its own time, so the frame order is ambiguous."
+        )
+    return SampleIndex(
+        offsets=offsets,
+        sizes=sizes,
+        dts=dts,
+        pts=pts,
+        durations=durations,
+        is_sync=is_sync,
+        timescale=int(timescale),
+        codec=codec,
+        extradata=extradata,
+        width=t.width,
+        height=t.height,
+        track_id=t.number,
+        sample_entry=t.codec_id,
+        rotation=0,
+        bit_depth=bit_depth,
+        file_size=size,
+        fragmented=False,
+    )
