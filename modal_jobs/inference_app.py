@@ -9,9 +9,17 @@ Run (from the repository root; needs ``pip install 'videoloader[modal]'`` and ``
 What runs where:
 
 * image: ``nvidia/cuda`` CUDA 13 cuDNN runtime (Ubuntu 24.04) + Python 3.12, the
-  system libraries PyAV / PyNvVideoCodec load, then this repository installed
-  with its ``nvdec``, ``vision`` and ``wandb`` extras (last layers, so code
-  changes rebuild only those), and ``add_local_python_source`` last.
+  system libraries PyAV / PyNvVideoCodec load, then the dependencies installed
+  with ``pip`` (torch, PyNvVideoCodec...: layers that a source edit does not
+  rebuild), then this checkout copied and installed without dependencies, and
+  ``add_local_python_source`` last.
+* NVDEC in the container: ``import PyNvVideoCodec`` needs the driver's
+  ``libnvidia-encode.so.1`` and decoding needs ``libnvcuvid.so.1``; they are
+  mounted only when ``NVIDIA_DRIVER_CAPABILITIES`` includes ``video`` (set in
+  the image) and the sandbox allows it. :func:`infer_shard` checks at start-up
+  (:func:`nvdec_status`), records the answer in its result's
+  ``platform_info``, and when NVDEC is missing decodes on the CPU with a
+  warning (``backend="auto"``) instead of failing.
 * :func:`infer_shard` (GPU ``GPU``, timeout ``TIMEOUT_SECONDS``): one shard of
   URLs through ``run_inference``; model weights cached on the Volume ``VOLUME_NAME``
   at ``WEIGHTS_MOUNT`` (``TORCH_HOME``), downloaded once per volume.
@@ -44,7 +52,7 @@ APP_NAME = "videoloader-inference"
 CUDA_IMAGE = "nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04"
 PYTHON_VERSION = "3.12"
 GPU = os.environ.get("VIDEOLOADER_MODAL_GPU", "B200")
-"""GPU type of :func:`infer_shard` (``"B200"``; ``"H100"``, ``"L40S"``, ``"A10G"``... also work)."""
+"""GPU type of :func:`infer_shard` (``"B200"``; ``"H100"``, ``"L40S"``, ``"A10"``... also work)."""
 TIMEOUT_SECONDS = int(os.environ.get("VIDEOLOADER_MODAL_TIMEOUT", "3600"))
 """Wall-clock limit of one shard (one container call)."""
 VOLUME_NAME = "videoloader-weights"
@@ -91,12 +99,29 @@ def _secrets() -> list[Any]:
     return [modal.Secret.from_name(WANDB_SECRET_NAME)] if USE_WANDB else []
 
 
+def pip_requirements() -> list[str]:
+    """The dependencies (core and the ``nvdec``, ``vision``, ``wandb`` extras) from ``pyproject.toml``.
+
+    Installed in their own layer before the source is copied, so editing the
+    code does not reinstall torch.
+    """
+    import tomllib
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    extras = project.get("optional-dependencies", {})
+    reqs = list(project.get("dependencies", []))
+    for extra in ("nvdec", "vision", "wandb"):
+        reqs += extras.get(extra, [])
+    return reqs
+
+
 image = (
     modal.Image.from_registry(CUDA_IMAGE, add_python=PYTHON_VERSION)
     .apt_install(*APT_PACKAGES)
     .env(IMAGE_ENV)
+    .pip_install(*pip_requirements())
     .add_local_dir(REPO_ROOT, REMOTE_SRC, copy=True, ignore=SOURCE_IGNORE)
-    .run_commands(f"python -m pip install '{REMOTE_SRC}[nvdec,vision,wandb]'")
+    .run_commands(f"python -m pip install --no-deps '{REMOTE_SRC}'")
     .add_local_python_source("videoloader")
 )
 
@@ -112,6 +137,34 @@ def split_shards(urls: list[str], shard_size: int = DEFAULT_SHARD_SIZE) -> list[
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     return [(i, list(urls[i : i + shard_size])) for i in range(0, len(urls), shard_size)]
+
+
+def nvdec_status() -> dict[str, Any]:
+    """Whether this container decodes with NVDEC, and why not: ``platform_info()`` plus the driver libraries.
+
+    Never raises. Keys: ``nvdec_available``, ``nvdec_reason``, ``libnvcuvid``
+    and ``libnvidia_encode`` (loadable or the loader's error), and
+    ``platform_info`` (``videoloader.platform_info()``, or its error).
+    """
+    import ctypes
+
+    status: dict[str, Any] = {}
+    for key, lib in (("libnvcuvid", "libnvcuvid.so.1"), ("libnvidia_encode", "libnvidia-encode.so.1")):
+        try:
+            ctypes.CDLL(lib)
+            status[key] = True
+        except OSError as e:
+            status[key] = f"not loadable: {e}"
+    try:
+        from videoloader.decoders import platform_info
+
+        info = platform_info()
+        nv = info["backends"].get("nvdec", {})
+        status.update(nvdec_available=bool(nv.get("available")), nvdec_reason=str(nv.get("reason", "")))
+        status["platform_info"] = info
+    except Exception as e:
+        status.update(nvdec_available=False, nvdec_reason=f"{type(e).__name__}: {e}", platform_info=None)
+    return status
 
 
 def run_shard(urls: list[str], options: dict[str, Any] | None = None, first_video_index: int = 0) -> dict[str, Any]:
@@ -143,6 +196,8 @@ _SUM_KEYS = (
     "bandwidth_total_downstream_bytes",
     "bandwidth_num_requests",
 )
+# Summed when the shards report them (they depend on the run's options).
+_OPTIONAL_SUM_KEYS = ("num_videos_with_fewer_frames", "bandwidth_num_proxy_requests")
 _CONCAT_KEYS = ("top_classes", "confidences", "selected_timestamps_seconds", "videos", "frame_png_bytes_list")
 
 
@@ -158,6 +213,9 @@ def merge_results(results: list[dict[str, Any]], *, wall_seconds: float | None =
     merged = {k: v for k, v in results[0].items() if k not in _SUM_KEYS and k not in _CONCAT_KEYS}
     for k in _SUM_KEYS:
         merged[k] = sum(r[k] for r in results)
+    for k in _OPTIONAL_SUM_KEYS:
+        if any(k in r for r in results):
+            merged[k] = sum(r.get(k) or 0 for r in results)
     for k in _CONCAT_KEYS:
         if any(k in r for r in results):
             merged[k] = [x for r in results for x in r.get(k, [])]
@@ -196,9 +254,26 @@ def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike[str]) -> Pa
     secrets=_secrets(),
 )
 def infer_shard(urls: list[str], options: dict[str, Any] | None = None, first_video_index: int = 0) -> dict[str, Any]:
-    """One shard on one GPU container; returns ``run_inference``'s dict."""
+    """One shard on one GPU container; returns ``run_inference``'s dict plus ``platform_info``.
+
+    NVDEC is checked first: when the container lacks it (no ``video`` driver
+    capability, no libnvcuvid), an ``"nvdec"`` backend request becomes
+    ``"auto"`` (CPU decoding, model still on the GPU) with a warning, and the
+    reason is in ``platform_info``.
+    """
+    import logging
+
     os.environ.setdefault("TORCH_HOME", TORCH_HOME)
-    result = run_shard(urls, options, first_video_index)
+    status = nvdec_status()
+    opts = dict(options or {})
+    if not status["nvdec_available"]:
+        logging.getLogger("videoloader.modal").warning(
+            "NVDEC is not available in this container (%s); decoding on the CPU", status["nvdec_reason"]
+        )
+        if opts.get("backend") == "nvdec":
+            opts["backend"] = "auto"
+    result = run_shard(urls, opts, first_video_index)
+    result["platform_info"] = status
     try:
         weights_volume.commit()  # persist weights downloaded by this container
     except Exception:  # running locally (.local()) there is no volume to commit

@@ -64,12 +64,14 @@ class Clip:
 _CLIPS: dict[str, Clip] = {}
 
 
-def make_clip(codec: str, folder: Path) -> Clip:
-    """Encode, index and reference-decode a 30-frame 64x48 clip (cached per codec for the session)."""
-    if codec in _CLIPS:
-        return _CLIPS[codec]
-    data = encode(codec, width=64, height=48, num_frames=30, gop=10, **_ENCODE[codec])
-    path = folder / f"conformance_{codec}.mp4"
+def make_clip(codec: str, folder: Path, size: tuple[int, int] = (64, 48)) -> Clip:
+    """Encode, index and reference-decode a 30-frame clip of ``size`` (width, height),
+    cached per codec and size for the session."""
+    key = f"{codec}_{size[0]}x{size[1]}"
+    if key in _CLIPS:
+        return _CLIPS[key]
+    data = encode(codec, width=size[0], height=size[1], num_frames=30, gop=10, **_ENCODE[codec])
+    path = folder / f"conformance_{key}.mp4"
     path.write_bytes(data)
     index = read_index(str(path))
     config = StreamConfig(
@@ -100,7 +102,7 @@ def make_clip(codec: str, folder: Path) -> Clip:
         decoded = [frame_to_tensor(f, OutputSpec()) for f in container.decode(video=0)]
     assert len(decoded) == len(frame_pts), "the index and a sequential decode disagree on the frame count"
     clip = Clip(codec, config, packets, groups, shown, dict(zip(frame_pts, decoded, strict=True)))
-    _CLIPS[codec] = clip
+    _CLIPS[key] = clip
     return clip
 
 
@@ -121,6 +123,8 @@ class BackendConformance:
     """Mean absolute difference allowed against the CPU reference (0: bit-exact)."""
     max_abs_diff: ClassVar[int] = 0
     """Largest absolute difference allowed against the CPU reference."""
+    clip_size: ClassVar[tuple[int, int]] = (64, 48)
+    """(width, height) of the test clips; hardware decoders have minimum sizes."""
 
     def make_backend(self, config: StreamConfig, output: OutputSpec) -> DecoderBackend:
         """A new backend for ``config``; subclasses implement it."""
@@ -136,7 +140,7 @@ class BackendConformance:
 
     @pytest.fixture
     def clip(self, codec: str, tmp_path_factory: pytest.TempPathFactory) -> Clip:
-        return make_clip(codec, tmp_path_factory.getbasetemp())
+        return make_clip(codec, tmp_path_factory.getbasetemp(), self.clip_size)
 
     @pytest.fixture
     def backend(self, clip: Clip):
@@ -220,7 +224,7 @@ class BackendConformance:
         self.assert_decodes(backend, clip, 1, sorted(clip.shown[1])[:3])
 
     def test_damaged_packet_raises_corrupt_video_error(self, nal_codec: str, tmp_path_factory):
-        clip = make_clip(nal_codec, tmp_path_factory.getbasetemp())
+        clip = make_clip(nal_codec, tmp_path_factory.getbasetemp(), self.clip_size)
         b = self.make_backend(clip.config, OutputSpec())
         try:
             group = list(clip.groups[1])

@@ -255,3 +255,63 @@ def test_every_codec_matrix_has_a_conversion():
 
     assert {matrix_name(code) for code in range(256)} <= set(MATRICES)
     assert ColourInfo().matrix == "bt601" and ColourInfo(matrix_coefficients=9).matrix == "bt2020"
+
+
+def test_odd_height_surface_offsets_from_the_shape():
+    from videoloader.decoders._colour import surface_luma_rows
+
+    # rows = L + ceil(L/2) (full chroma) or floor(L * 1.5) (the NVDEC export): L recovered from either.
+    for luma in range(2, 300):
+        assert surface_luma_rows(luma + (luma + 1) // 2) == luma
+        assert surface_luma_rows(luma * 3 // 2) == luma
+    y = torch.randint(16, 236, (47, 8), dtype=torch.uint8)
+    uv = torch.randint(16, 241, (24, 8), dtype=torch.uint8)
+    full = torch.cat([y, uv])  # 71 rows
+    floor = full[: 47 * 3 // 2]  # 70 rows: the last chroma row left out
+    a, b = nv12_to_rgb(full), nv12_to_rgb(floor)
+    assert a.shape == b.shape == (3, 47, 8)
+    assert torch.equal(a[:, :46], b[:, :46])  # chroma starts after row 47, not one row early
+    repeated = torch.cat([y, uv[:23], uv[22:23]])
+    assert torch.equal(b, nv12_to_rgb(repeated))  # the missing row repeats the one above
+
+
+def test_aligned_window_grows_to_the_chroma_grid():
+    from videoloader.decoders._colour import aligned_window
+
+    assert aligned_window((2, 4, 10, 20), 48, 64) == ((2, 4, 10, 20), (0, 0, 10, 20))  # even: unchanged
+    assert aligned_window((3, 5, 10, 21), 48, 64) == ((2, 4, 12, 22), (1, 1, 10, 21))  # every edge odd
+    assert aligned_window((46, 62, 1, 1), 47, 63) == ((46, 62, 1, 1), (0, 0, 1, 1))  # ends at an odd picture edge
+    assert aligned_window((4, 4, 4, 4), 48, 64, margin=1) == ((2, 2, 8, 8), (2, 2, 4, 4))  # a chroma sample around
+    assert aligned_window((0, 0, 4, 4), 48, 64, margin=1) == ((0, 0, 6, 6), (0, 0, 4, 4))  # clamped at the picture
+    for bad in ((0, 0, 49, 64), (40, 0, 9, 8), (0, 60, 4, 5)):
+        with pytest.raises(ValueError, match="does not fit"):
+            aligned_window(bad, 48, 64)
+
+
+@pytest.mark.parametrize("height,width", [(48, 64), (47, 63)])
+@pytest.mark.parametrize("chroma", ["nearest", "bilinear"])
+def test_cropped_conversion_is_the_full_conversion_cropped(height, width, chroma):
+    # Random samples: any misplaced chroma sample would show. Windows with even
+    # and odd edges, at the picture's edges and 1x1.
+    g = torch.Generator().manual_seed(1)
+    rows, pitch = height + (height + 1) // 2, width + width % 2
+    nv12 = torch.randint(0, 256, (rows, pitch), dtype=torch.uint8, generator=g)
+    p010 = (torch.randint(0, 1024, (rows, pitch), dtype=torch.int32, generator=g) << 6).to(torch.int16)
+    windows = [
+        (2, 4, 20, 30),
+        (1, 1, 10, 11),
+        (3, 5, height - 3, width - 5),
+        (0, 1, height, width - 1),
+        (0, 0, height, width),
+    ]
+    windows.append((height - 1, width - 1, 1, 1))
+    for convert, surface in ((nv12_to_rgb, nv12), (p010_to_rgb, p010)):
+        full = convert(surface, height=height, width=width, chroma=chroma)
+        for t, left, h, w in windows:
+            got = convert(surface, height=height, width=width, chroma=chroma, crop=(t, left, h, w))
+            assert got.is_contiguous() and got.shape == (3, h, w)
+            assert torch.equal(got, full[:, t : t + h, left : left + w]), (convert.__name__, (t, left, h, w))
+        # Crop then resize: the window's conversion, resized (one pass, no full-size frame).
+        got = convert(surface, height=height, width=width, chroma=chroma, crop=(3, 5, 21, 31), size=(10, 16))
+        want = resize_rgb(full[:, 3:24, 5:36].float(), (10, 16)).round().clamp(0, 255).to(torch.uint8)
+        assert got.shape == (3, 10, 16) and (got.int() - want.int()).abs().max() <= 1

@@ -62,7 +62,30 @@ def test_function_body_runs_locally_on_the_sample():
     check_result_schema(result)
     assert set(TOP_LEVEL_KEYS) <= set(result)
     assert result["status"] == "ok" and len(result["top_classes"]) == 2
+    # NVDEC was checked at start-up and the answer recorded (no NVDEC here: CPU decoding, no failure).
+    status = result["platform_info"]
+    assert status["nvdec_available"] is False and status["nvdec_reason"]
+    assert set(status) >= {"libnvcuvid", "libnvidia_encode", "platform_info"}
+    assert status["platform_info"]["backends"]["nvdec"]["available"] is False
     json.dumps(result)  # plain data: returns over Modal's wire as is
+
+
+@pytest.mark.filterwarnings("ignore:The infer_shard function is executing locally")
+def test_explicit_nvdec_falls_back_to_cpu_when_the_container_lacks_it(caplog):
+    with caplog.at_level("WARNING", logger="videoloader.modal"):
+        result = job.infer_shard.local([str(SAMPLE_VIDEO)], dict(CPU, frames_per_video=1, backend="nvdec"))
+    assert result["status"] == "ok" and result["platform_info"]["nvdec_available"] is False
+    assert any("NVDEC is not available" in r.getMessage() for r in caplog.records)
+
+
+def test_image_installs_dependencies_before_the_source():
+    reqs = job.pip_requirements()
+    assert any(r.startswith("torch") for r in reqs)
+    assert "pynvvideocodec>=2.2.4,<3" in reqs
+    src = Path(job.__file__).read_text()
+    # pip layers first: a source edit must not reinstall torch.
+    assert src.index(".pip_install(*pip_requirements())") < src.index(".add_local_dir(REPO_ROOT")
+    assert "--no-deps" in src and '"A10G"' not in src
 
 
 def test_split_shards():
@@ -131,6 +154,12 @@ def test_merge_results_sums_and_concatenates():
     assert m["frame_extraction_time_seconds"] == 3.0 and m["model_load_time_seconds"] == 2.0
     assert m["total_pipeline_time_seconds"] == 20.0 and m["shards"] == 2 and m["gpu_names"] == ["B200"]
     assert len(m["videos"]) == 4 and m["top_classes"] == ["a"] * 3
+    assert "bandwidth_num_proxy_requests" not in m  # only summed when the shards report it
+    a, b = shard(1, 0, 10, 1.0), shard(1, 0, 10, 1.0)
+    a.update(bandwidth_num_proxy_requests=3, num_videos_with_fewer_frames=1)
+    b.update(bandwidth_num_proxy_requests=4, num_videos_with_fewer_frames=0)
+    m = job.merge_results([a, b])
+    assert m["bandwidth_num_proxy_requests"] == 7 and m["num_videos_with_fewer_frames"] == 1
     with pytest.raises(ValueError):
         job.merge_results([])
 

@@ -66,12 +66,27 @@ class OutputSpec:
     height: int | None = None
     width: int | None = None
     device: str = "cpu"
+    crop: tuple[int, int, int, int] | None = None
+    """``(top, left, height, width)`` of the decoded (coded-size) frame to keep
+    before scaling; None keeps it whole. ``height``/``width`` then scale the window."""
+    post_crop: tuple[int, int, int, int] | None = None
+    """``(top, left, height, width)`` of the scaled frame to keep; None keeps it whole."""
+    full_chroma: bool = False
+    """Interpolate chroma at full resolution while scaling (swscale's
+    ``full_chroma_int``/``full_chroma_inp``): closer to scaling the RGB frame, as
+    torchvision and torchcodec's transforms do; used for decode-time transforms."""
 
     def __post_init__(self) -> None:
         for name in ("height", "width"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v <= 0):
                 raise ValueError(f"OutputSpec.{name} must be a positive int or None, got {v!r}")
+        for name in ("crop", "post_crop"):
+            r = getattr(self, name)
+            if r is not None and (
+                len(r) != 4 or not all(isinstance(v, int) for v in r) or min(r) < 0 or r[2] <= 0 or r[3] <= 0
+            ):
+                raise ValueError(f"OutputSpec.{name} must be (top, left, height, width) with sizes > 0, got {r!r}")
 
 
 @dataclass(frozen=True)
@@ -90,6 +105,9 @@ class DecoderBackend(abc.ABC):
 
     name: ClassVar[str] = ""
     """The name of the :class:`BackendSpec` this class is registered under."""
+    supports_crop: bool = False
+    """Whether :meth:`convert` applies ``OutputSpec.crop``/``post_crop`` itself; for
+    a backend that does not, the reader converts at full size and crops in torch."""
 
     def __init__(self, config: StreamConfig, *, output: OutputSpec = OutputSpec()) -> None:
         self.config = config

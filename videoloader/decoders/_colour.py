@@ -18,6 +18,11 @@ e.g. 8-bit limited BT.601 (Y, Cb, Cr) = (235, 128, 128) -> (255, 255, 255).
 Chroma is upsampled by sample repetition ("nearest"), which is what swscale's
 unscaled YUV->RGB path does at the same size; "bilinear" (centre-sited) is
 available for callers that prefer smoothness to FFmpeg parity.
+
+Decode-time crops run on the planes, before conversion: only the window (grown
+to the 4:2:0 chroma grid, see :func:`aligned_window`) is converted, and an odd
+edge is then cut exactly from the RGB result, so a cropped conversion equals
+the full conversion cropped (bit-exact with ``nearest`` chroma).
 """
 
 from __future__ import annotations
@@ -27,7 +32,16 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MATRICES", "nv12_to_rgb", "p010_to_rgb", "resize_rgb", "yuv420_to_rgb", "yuv420p_to_rgb"]
+__all__ = [
+    "MATRICES",
+    "aligned_window",
+    "nv12_to_rgb",
+    "p010_to_rgb",
+    "resize_rgb",
+    "surface_luma_rows",
+    "yuv420_to_rgb",
+    "yuv420p_to_rgb",
+]
 
 # (Kr, Kb) per matrix.
 MATRICES: dict[str, tuple[float, float]] = {
@@ -68,8 +82,11 @@ def _upsample_chroma(c: torch.Tensor, height: int, width: int, chroma: ChromaMod
     if chroma == "nearest":
         c = c.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
         return c[:, :height, :width]
-    # Centre-sited bilinear, edges clamped (align_corners=False).
-    return F.interpolate(c[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+    # Centre-sited bilinear, edges clamped (align_corners=False): an exact 2x
+    # upsample trimmed to the picture, so every chroma sample stays centred on
+    # its 2x2 luma block at odd sizes too (and a cropped window converts alike).
+    c = F.interpolate(c[None], size=(2 * int(c.shape[1]), 2 * int(c.shape[2])), mode="bilinear", align_corners=False)
+    return c[0, :, :height, :width]
 
 
 def resize_rgb(rgb: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -85,6 +102,47 @@ def resize_rgb(rgb: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x[0] if squeeze else x
 
 
+Rect = tuple[int, int, int, int]
+"""``(top, left, height, width)`` in luma pixels."""
+
+
+def aligned_window(crop: Rect, height: int, width: int, *, margin: int = 0) -> tuple[Rect, Rect]:
+    """Grow a crop window to the 4:2:0 chroma grid so its planes can be cut exactly.
+
+    Args:
+        crop: ``(top, left, h, w)`` of a ``height x width`` picture.
+        height, width: the picture's size.
+        margin: extra chroma samples to keep on each side (where the picture
+            has them), for chroma filters that read neighbours (bilinear: 1).
+
+    Returns:
+        ``(outer, inner)``: ``outer`` is the window to cut from the planes (even
+        top and left; even height and width unless it ends at an odd picture
+        edge), ``inner`` is ``crop`` in ``outer``'s coordinates, to cut from
+        the converted frame.
+
+    Raises:
+        ValueError: ``crop`` does not fit in the picture.
+    """
+    t, left, h, w = crop
+    if min(crop) < 0 or h <= 0 or w <= 0 or t + h > height or left + w > width:
+        raise ValueError(f"crop {crop} does not fit in a {height}x{width} frame")
+    m = 2 * margin
+    top0 = max(0, (t & ~1) - m)
+    left0 = max(0, (left & ~1) - m)
+    bottom = min(height, ((t + h + 1) & ~1) + m)
+    right = min(width, ((left + w + 1) & ~1) + m)
+    return (top0, left0, bottom - top0, right - left0), (t - top0, left - left0, h, w)
+
+
+def _crop_planes(y: torch.Tensor, uv: torch.Tensor, outer: Rect) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut an :func:`aligned_window` ``outer`` window (even top/left) from luma and its chroma."""
+    t, left, h, w = outer
+    y = y[t : t + h, left : left + w]
+    uv = uv[:, t // 2 : t // 2 + (h + 1) // 2, left // 2 : left // 2 + (w + 1) // 2]
+    return y, uv
+
+
 def yuv420_to_rgb(
     y: torch.Tensor,
     uv: torch.Tensor,
@@ -94,6 +152,7 @@ def yuv420_to_rgb(
     bit_depth: int = 8,
     size: tuple[int, int] | None = None,
     chroma: ChromaMode = "nearest",
+    crop: Rect | None = None,
 ) -> torch.Tensor:
     """Convert one 4:2:0 frame to RGB.
 
@@ -104,11 +163,17 @@ def yuv420_to_rgb(
         full_range: full ("JPEG") range instead of limited ("MPEG") range.
         bit_depth: bits per sample of ``y``/``uv`` values.
         size: ``(height, width)`` to resize to (bilinear, antialiased when
-            shrinking), or None for the coded size.
+            shrinking), or None for the coded (or cropped) size.
         chroma: chroma upsampling, ``nearest`` (swscale parity) or ``bilinear``.
+        crop: ``(top, left, h, w)`` window of the frame to keep before
+            resizing, any parity; only the planes around it are converted.
 
     Returns:
         ``3 x H x W`` uint8 RGB tensor on the input's device.
+
+    Raises:
+        ValueError: bad arguments, plane shapes that are not 4:2:0, or a crop
+            that does not fit.
     """
     _check(matrix, bit_depth, chroma)
     if y.ndim != 2 or uv.ndim != 3 or uv.shape[0] != 2:
@@ -116,6 +181,11 @@ def yuv420_to_rgb(
     height, width = int(y.shape[0]), int(y.shape[1])
     if uv.shape[1] != (height + 1) // 2 or uv.shape[2] != (width + 1) // 2:
         raise ValueError(f"chroma planes {tuple(uv.shape[1:])} do not match luma {height}x{width} for 4:2:0")
+    inner: Rect | None = None
+    if crop is not None:
+        outer, inner = aligned_window(crop, height, width, margin=1 if chroma == "bilinear" else 0)
+        y, uv = _crop_planes(y, uv, outer)
+        height, width = outer[2], outer[3]
     kr, kb = MATRICES[matrix]
     kg = 1.0 - kr - kb
     scale = float(1 << (bit_depth - 8))
@@ -133,30 +203,60 @@ def yuv420_to_rgb(
     b = yf + (2.0 * (1.0 - kb)) * cb
     g = yf - (2.0 * kr * (1.0 - kr) / kg) * cr - (2.0 * kb * (1.0 - kb) / kg) * cb
     rgb = torch.stack((r, g, b)) * 255.0
+    if inner is not None and inner != (0, 0, height, width):
+        t, left, height, width = inner
+        rgb = rgb[:, t : t + height, left : left + width]
     if size is not None and tuple(size) != (height, width):
         rgb = resize_rgb(rgb.clamp_(0.0, 255.0), size)
-    return rgb.round_().clamp_(0.0, 255.0).to(torch.uint8)
+    return rgb.round_().clamp_(0.0, 255.0).to(torch.uint8).contiguous()
+
+
+def surface_luma_rows(rows: int) -> int:
+    """Luma rows of a semi-planar 4:2:0 surface that has ``rows`` rows in all.
+
+    A surface of ``L`` luma rows holds ``ceil(L/2)`` chroma rows, but
+    PyNvVideoCodec exports ``floor(L * 1.5)`` rows, one chroma row short when
+    ``L`` is odd (AV1 and VP9 allow odd heights). The two layouts give
+    different remainders mod 3, so ``L`` is recovered exactly from either:
+    ``3k`` rows (``L = 2k``), ``3k + 1`` (``L = 2k + 1``, floor export) or
+    ``3k + 2`` (``L = 2k + 1``, every chroma row present).
+    """
+    if rows % 3 == 0:
+        return 2 * rows // 3
+    if rows % 3 == 1:
+        return (2 * rows + 1) // 3
+    return (2 * rows - 1) // 3
 
 
 def _split_semiplanar(frame: torch.Tensor, height: int | None, width: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(H + ceil(H/2)) x W`` semi-planar surface -> (luma, 2 x H/2 x W/2 chroma)."""
+    """``L + ceil(L/2)`` (or ``floor(L*1.5)``) rows x W semi-planar surface -> (luma, 2 x H/2 x W/2 chroma).
+
+    Plane offsets come from the surface's own shape (see :func:`surface_luma_rows`):
+    chroma starts right after the surface's ``L`` luma rows, which may be more
+    than the picture's ``height`` (decoders pad to their alignment). When the
+    export leaves out the last chroma row of an odd-height surface, that row
+    (which only the picture's last luma row uses) repeats the one above it.
+    """
     if frame.ndim != 2:
         raise ValueError(f"expected a 2-D semi-planar surface (rows x width), got shape {tuple(frame.shape)}")
     rows, pitch = int(frame.shape[0]), int(frame.shape[1])
+    luma_rows = surface_luma_rows(rows)
     if height is None:
-        height = rows * 2 // 3
+        height = luma_rows
     if width is None:
         width = pitch
     ch, cw = (height + 1) // 2, (width + 1) // 2
-    if rows < height + ch or pitch < 2 * cw:
+    if pitch < 2 * cw or luma_rows < height:
         raise ValueError(f"surface of {rows}x{pitch} is too small for a {width}x{height} 4:2:0 frame")
-    # Chroma starts after the luma rows of the *surface*, which may be taller
-    # than the picture (decoders pad to their alignment): rows = Hs + ceil(Hs/2).
-    chroma_start = (2 * rows) // 3
-    if chroma_start < height or rows - chroma_start < ch:
+    available = rows - luma_rows
+    if available < ch - 1 or available < 1:
         raise ValueError(f"surface of {rows} rows cannot hold a {height}-row 4:2:0 picture")
     luma = frame[:height, :width]
-    uv = frame[chroma_start : chroma_start + ch, : 2 * cw].reshape(ch, cw, 2).permute(2, 0, 1)
+    chroma = frame[luma_rows : luma_rows + ch, : 2 * cw]
+    if available < ch:
+        rows_idx = torch.arange(ch, device=frame.device).clamp_(max=available - 1)
+        chroma = chroma.index_select(0, rows_idx)
+    uv = chroma.reshape(ch, cw, 2).permute(2, 0, 1)
     return luma, uv
 
 
@@ -169,13 +269,17 @@ def nv12_to_rgb(
     full_range: bool = False,
     size: tuple[int, int] | None = None,
     chroma: ChromaMode = "nearest",
+    crop: Rect | None = None,
 ) -> torch.Tensor:
     """NV12 surface (``H*3/2 x W`` uint8, as NVDEC/DLPack gives it) -> ``3 x H x W`` RGB uint8.
 
-    ``height``/``width`` crop a padded surface to the picture (defaults: from the shape).
+    ``height``/``width`` crop a padded surface to the picture (defaults: from
+    the shape). Odd heights work with either row count (``floor`` or ``ceil``
+    of ``H*3/2``; see :func:`surface_luma_rows`). ``crop`` and ``size``: see
+    :func:`yuv420_to_rgb`.
     """
     y, uv = _split_semiplanar(frame, height, width)
-    return yuv420_to_rgb(y, uv, matrix=matrix, full_range=full_range, bit_depth=8, size=size, chroma=chroma)
+    return yuv420_to_rgb(y, uv, matrix=matrix, full_range=full_range, bit_depth=8, size=size, chroma=chroma, crop=crop)
 
 
 def p010_to_rgb(
@@ -188,22 +292,35 @@ def p010_to_rgb(
     full_range: bool = False,
     size: tuple[int, int] | None = None,
     chroma: ChromaMode = "nearest",
+    crop: Rect | None = None,
 ) -> torch.Tensor:
     """P010/P016 surface -> ``3 x H x W`` RGB uint8.
 
     ``frame`` is ``H*3/2 x W`` 16-bit words (uint16 or int16), or the same
     bytes as ``H*3/2 x 2W`` uint8 (little-endian); the ``bit_depth``
     significant bits sit at the top of each word (P010: ``value << 6``).
+    ``crop`` and ``size``: see :func:`yuv420_to_rgb`; only the cropped
+    planes are widened to 32 bits.
     """
     if frame.dtype == torch.uint8:
         if frame.shape[-1] % 2:
             raise ValueError(f"a uint8 view of P010 needs an even row length, got {tuple(frame.shape)}")
         frame = frame.contiguous().view(torch.int16)
-    words = _as_int32(frame)
-    y, uv = _split_semiplanar(words, height, width)
+    y, uv = _split_semiplanar(frame, height, width)
+    inner: Rect | None = crop
+    if crop is not None:
+        outer, inner = aligned_window(crop, int(y.shape[0]), int(y.shape[1]), margin=1 if chroma == "bilinear" else 0)
+        y, uv = _crop_planes(y, uv, outer)
     shift = 16 - bit_depth
     return yuv420_to_rgb(
-        y >> shift, uv >> shift, matrix=matrix, full_range=full_range, bit_depth=bit_depth, size=size, chroma=chroma
+        _as_int32(y) >> shift,
+        _as_int32(uv) >> shift,
+        matrix=matrix,
+        full_range=full_range,
+        bit_depth=bit_depth,
+        size=size,
+        chroma=chroma,
+        crop=inner,
     )
 
 

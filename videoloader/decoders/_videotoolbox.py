@@ -5,6 +5,18 @@ the same drain/flush rules, and frames copied back to system memory (NV12 /
 P010) are converted by swscale exactly like software frames. On Linux a
 "videotoolbox" request silently decodes in software, so we check
 ``ctx.is_hwaccel`` after the first frame and refuse to pretend.
+
+A stream VideoToolbox refuses (a profile, size or chroma format its media
+engine does not take) fails inside FFmpeg like a damaged packet. Until this
+decoder has produced its first accelerated frame, such a failure is checked
+against FFmpeg's software decoder on the same packets: if software decodes
+them, VideoToolbox refused the stream and ``BackendUnavailableError`` says so
+(use ``backend="cpu"``); if software fails too, the packets are damaged and
+the ``CorruptVideoError`` stands.
+
+VP9 goes to VideoToolbox where this Mac and this FFmpeg build decode it
+(``probe_codec`` decodes one VP9 keyframe with it); elsewhere ``auto``
+decodes VP9 on the CPU.
 """
 
 from __future__ import annotations
@@ -17,8 +29,8 @@ import sys
 import av
 from av.video.codeccontext import VideoCodecContext
 
-from .._errors import BackendUnavailableError, UnsupportedFormatError
-from ._base import BackendSpec, DecodedFrame, DecoderBackend, OutputSpec, StreamConfig
+from .._errors import BackendUnavailableError, CorruptVideoError, UnsupportedFormatError
+from ._base import BackendSpec, DecodedFrame, DecoderBackend, OutputSpec, Packet, StreamConfig
 from ._pyav import PyAVDecoder
 
 __all__ = ["SPEC", "VideoToolboxDecoder", "probe", "probe_codec"]
@@ -28,17 +40,25 @@ SPEC = BackendSpec(
     factory=f"{__name__}:VideoToolboxDecoder",
     probe=f"{__name__}:probe",
     codec_probe=f"{__name__}:probe_codec",
-    codecs=frozenset({"h264", "hevc", "av1"}),
+    codecs=frozenset({"h264", "hevc", "av1", "vp9"}),
     install_hint="use macOS with a PyAV build that has VideoToolbox (the PyPI wheels for macOS do)",
     priority=10,
 )
 """Apple's hardware decoder; ``probe_codec`` tells which codecs this Mac's chip takes
-(AV1 needs an M3 or later; HEVC needs Apple Silicon or a recent Intel Mac)."""
+(AV1 needs an M3 or later; HEVC needs Apple Silicon or a recent Intel Mac; VP9
+needs a macOS and FFmpeg build with VideoToolbox VP9)."""
 
 # With a hardware accelerator FFmpeg's native decoders are the ones to use
 # (libdav1d has no hwaccel hooks).
-_VT_DECODERS = {"h264": "h264", "hevc": "hevc", "av1": "av1"}
-_PROBE_ENCODERS = {"h264": ("libx264",), "hevc": ("libx265", "hevc_videotoolbox"), "av1": ("libsvtav1", "libaom-av1")}
+_VT_DECODERS = {"h264": "h264", "hevc": "hevc", "av1": "av1", "vp9": "vp9"}
+_PROBE_ENCODERS = {
+    "h264": ("libx264",),
+    "hevc": ("libx265", "hevc_videotoolbox"),
+    "av1": ("libsvtav1", "libaom-av1"),
+    "vp9": ("libvpx-vp9",),
+}
+# Probe frames: small, but not below what the media engine takes for the codec.
+_PROBE_SIZE = {"vp9": 128}
 
 
 def _on_macos() -> bool:
@@ -66,7 +86,8 @@ class VideoToolboxDecoder(PyAVDecoder):
 
     Raises:
         BackendUnavailableError: not macOS, or VideoToolbox did not take the
-            stream (e.g. AV1 before M3, VP9 always).
+            stream (e.g. AV1 before M3; a profile or size it refuses, found at
+            the first packets).
     """
 
     name = "videotoolbox"
@@ -81,6 +102,9 @@ class VideoToolboxDecoder(PyAVDecoder):
         # VideoToolbox wants one thread: frame threading only adds latency there.
         super().__init__(config, output=output, thread_count=1, thread_type="NONE")
         self._checked = False
+        # Packets of the current group, kept until VideoToolbox has produced a
+        # frame: what a failure is checked against in software.
+        self._unverified: list[Packet] = []
 
     @classmethod
     def create(cls, config: StreamConfig, output: OutputSpec, *, num_threads: int = 0) -> DecoderBackend:
@@ -103,6 +127,42 @@ class VideoToolboxDecoder(PyAVDecoder):
             self._ctx = ctx
         return self._ctx
 
+    def send(self, packet: Packet) -> list[DecodedFrame]:
+        if not self._checked:
+            if packet.is_sync:
+                self._unverified = []
+            self._unverified.append(packet)
+        try:
+            return super().send(packet)
+        except CorruptVideoError as e:
+            self._raise_if_refused(e)
+            raise
+
+    def flush(self) -> list[DecodedFrame]:
+        try:
+            return super().flush()
+        except CorruptVideoError as e:
+            self._raise_if_refused(e)
+            raise
+
+    def _raise_if_refused(self, error: CorruptVideoError) -> None:
+        """Before any accelerated frame: if FFmpeg's software decoder takes the same packets,
+        VideoToolbox refused the stream (raise ``BackendUnavailableError``); else return."""
+        if self._checked or not self._unverified:
+            return
+        packets, self._unverified = self._unverified, []
+        software = PyAVDecoder(self.config, thread_count=1, thread_type="NONE")
+        try:
+            software.decode_group(packets, [])
+        except CorruptVideoError:
+            return  # damaged for software too: the packets are corrupt
+        finally:
+            software.close()
+        raise BackendUnavailableError(
+            f"VideoToolbox refused this {self.config.codec} stream ({error}); FFmpeg's software decoder decodes "
+            f"it: use backend='cpu' (or 'auto') for this video"
+        ) from error
+
     def _frames(self, packet: av.Packet | None) -> list[DecodedFrame]:
         frames = super()._frames(packet)
         if frames and not self._checked:
@@ -112,21 +172,23 @@ class VideoToolboxDecoder(PyAVDecoder):
                     f"software); use backend='cpu' or 'auto'"
                 )
             self._checked = True
+            self._unverified = []
         return frames
 
 
 def _tiny_keyframe(codec: str) -> tuple[bytes, bytes | None] | None:
-    """One 64x64 keyframe and its extradata, encoded with whatever encoder exists."""
+    """One small keyframe (64x64, VP9 128x128) and its extradata, encoded with whatever encoder exists."""
     import numpy as np
 
+    size = _PROBE_SIZE.get(codec, 64)
     for encoder in _PROBE_ENCODERS.get(codec, ()):
         try:
             buf = io.BytesIO()
             with av.open(buf, "w", format="mp4") as out:
                 s = out.add_stream(encoder, rate=30)
                 assert isinstance(s, av.VideoStream)
-                s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
-                frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 128, np.uint8), format="rgb24")
+                s.width, s.height, s.pix_fmt = size, size, "yuv420p"
+                frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 128, np.uint8), format="rgb24")
                 for p in s.encode(frame):
                     out.mux(p)
                 for p in s.encode():
