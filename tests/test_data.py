@@ -479,6 +479,7 @@ def test_public_names_and_missing_torchdata(monkeypatch, sources):
     assert data.__all__ == sorted(data.__all__)
     assert set(data.__all__) == {
         "AllFrames",
+        "Columns",
         "FrameSampler",
         "FrameWindow",
         "ManifestError",
@@ -491,6 +492,7 @@ def test_public_names_and_missing_torchdata(monkeypatch, sources):
         "VideoFrameDataset",
         "VideoFrameIterableDataset",
         "VideoRecord",
+        "collate_samples",
         "collate_skip_none",
         "iter_manifest",
         "make_node_loader",

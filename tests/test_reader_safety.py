@@ -16,7 +16,7 @@ from videoloader import CorruptVideoError, NotAVideoError, TrackNotFoundError, V
 
 import media
 
-INDEX_KIND, DEMUX_KIND = "h264_bframes", "mkv_h264"
+INDEX_KIND, DEMUX_KIND = "h264_bframes", "ts_h264"
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +179,8 @@ def test_float_arrays_and_tensors_raise_integer_ones_work(corpus, ref):
     [
         ("h264_faststart", 7),  # no such track
         ("audio_first", 1),  # track 1 is AAC audio
-        ("mkv_h264", 9),  # demux path: no such stream
+        ("mkv_h264", 9),  # Matroska index: no such TrackNumber
+        ("ts_h264", 9),  # demux path: no such stream
     ],
 )
 def test_missing_or_non_video_track_raises(corpus, name, track):
@@ -223,22 +224,31 @@ def test_errors_after_open_name_the_url(corpus, tmp_path):
     assert str(path) in str(info.value)
 
 
+@pytest.fixture(scope="module")
+def avi_h264(tmp_path_factory):
+    """H.264 in AVI: a container only FFmpeg's demuxer reads (the demux path)."""
+    path = tmp_path_factory.mktemp("avi") / "h264.avi"
+    media.make_video(path, codec="h264", container="avi", num_frames=40, gop=15, width=64, height=48, threads=1)
+    return path
+
+
 @pytest.mark.parametrize(
     "name, damage",
     [
-        # "tail": FFmpeg's H.264 decoder conceals the damage and flags the frame;
-        # before the demux path shared the backend's rule, such frames were returned.
+        # "tail": FFmpeg's H.264 decoder conceals the damage and flags the frame.
+        # On the demux path such frames were returned before it shared the
+        # backend's corrupt-frame rule; now both paths raise.
+        ("avi_h264", "tail"),
+        ("avi_h264", "zeros"),
         ("mkv_h264", "tail"),
         ("mkv_h264", "zeros"),
-        ("mkv_h264", "noise"),
-        ("webm_vp9", "zeros"),
         ("webm_vp9", "noise"),
     ],
 )
-def test_demux_path_rejects_corrupt_frames_like_the_index_path(name, damage, corpus, tmp_path):
-    """The demux fallback decodes through the same backend and corrupt-frame
-    rule as the index path: a damaged packet mid-GOP raises, never a concealed frame."""
-    path = corpus[name]
+def test_damaged_packet_raises_on_the_demux_and_index_paths(name, damage, corpus, avi_h264, tmp_path):
+    """One decode path, one corrupt-frame rule: a damaged packet mid-GOP raises
+    CorruptVideoError on FFmpeg-demuxed (AVI) and indexed (MKV, WebM) input alike."""
+    path = avi_h264 if name == "avi_h264" else corpus[name]
     data = bytearray(path.read_bytes())
     with av.open(str(path)) as c:
         packets = [bytes(p) for p in c.demux(video=0) if p.size]
@@ -255,7 +265,7 @@ def test_demux_path_rejects_corrupt_frames_like_the_index_path(name, damage, cor
     bad = tmp_path / f"bad_{name}{path.suffix}"
     bad.write_bytes(bytes(data))
     with VideoReader(str(bad), backend="cpu") as r:
-        assert r.access_path == "demux"
+        assert r.access_path == ("demux" if name == "avi_h264" else "index")
         with pytest.raises(CorruptVideoError) as e:
             r.get_frames_at(list(range(4, 12)))
         assert bad.name in str(e.value)

@@ -15,9 +15,11 @@ from ._errors import (
     ContainerError,
     CorruptVideoError,
     DecodeError,
+    MatroskaParseError,
     MissingDependencyError,
     MP4ParseError,
     NotAVideoError,
+    OriginRefusedError,
     RangeRequestError,
     SourceAccessError,
     SourceChangedError,
@@ -30,7 +32,7 @@ from ._errors import (
     UnsupportedFormatError,
     VideoLoaderError,
 )
-from ._types import ByteRange, FrameBatch, VideoMetadata
+from ._types import ByteRange, Frame, FrameBatch, VideoMetadata
 
 __version__ = "0.1.0"
 
@@ -42,6 +44,7 @@ _LAZY = {
     "SampleIndex": "videoloader.mp4",
     "TransferStats": "videoloader.io",
     "UniformClip": "videoloader.data",
+    "VideoDecoder": "videoloader._torchcodec_api",
     "VideoFrameDataset": "videoloader.data",
     "VideoReader": "videoloader._reader",
     "platform_info": "videoloader.decoders",
@@ -57,10 +60,13 @@ __all__ = [
     "ContainerError",
     "CorruptVideoError",
     "DecodeError",
+    "Frame",
     "FrameBatch",
     "MP4ParseError",
+    "MatroskaParseError",
     "MissingDependencyError",
     "NotAVideoError",
+    "OriginRefusedError",
     "RandomClip",
     "RandomFrames",
     "RangeRequestError",
@@ -76,6 +82,7 @@ __all__ = [
     "TruncatedFileError",
     "UniformClip",
     "UnsupportedFormatError",
+    "VideoDecoder",
     "VideoFrameDataset",
     "VideoLoaderError",
     "VideoMetadata",
@@ -102,6 +109,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._reader import VideoReader
+    from ._torchcodec_api import VideoDecoder
     from .data import AllFrames, RandomClip, RandomFrames, UniformClip, VideoFrameDataset
     from .decoders import platform_info, register_backend
     from .io import TransferStats

@@ -9,7 +9,7 @@ import torch
 from ._types import FrameBatch
 from .decoders import OutputSpec
 
-__all__ = ["output_size", "stack_frames"]
+__all__ = ["output_size", "rotate_batch", "stack_frames"]
 
 
 def output_size(output: OutputSpec, height: int, width: int) -> tuple[int, int]:
@@ -52,3 +52,15 @@ def stack_frames(
     # .contiguous() on NCHW gives a packed copy where a consumer needs one.
     data = nhwc.contiguous() if dimension_order == "NHWC" else nhwc.permute(0, 3, 1, 2)
     return FrameBatch(data=data, pts_seconds=pts_seconds, duration_seconds=duration_seconds)
+
+
+def rotate_batch(batch: FrameBatch, k: int, dimension_order: Literal["NCHW", "NHWC"]) -> FrameBatch:
+    """Turn every frame ``k`` quarter turns counter-clockwise (``torch.rot90``), as
+    torchcodec 0.17 applies a display rotation; ``k == 0`` returns ``batch`` as is."""
+    if k % 4 == 0:
+        return batch
+    dims = (2, 3) if dimension_order == "NCHW" else (1, 2)
+    data = torch.rot90(batch.data, k, dims)
+    if dimension_order == "NHWC":
+        data = data.contiguous()
+    return FrameBatch(data=data, pts_seconds=batch.pts_seconds, duration_seconds=batch.duration_seconds)

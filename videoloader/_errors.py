@@ -9,6 +9,7 @@ for a broken container and ``except FileNotFoundError`` for a 404::
     ├── SourceError(OSError)                    the bytes could not be had
     │   ├── SourceNotFoundError(FileNotFoundError)    404 / no such file
     │   ├── SourceAccessError(PermissionError)        401 / 403
+    │   │   └── OriginRefusedError                    a server's origin policy refuses the URL
     │   ├── RangeRequestError                         server ignored or broke Range
     │   ├── SourceChangedError                        ETag/Last-Modified/size changed
     │   ├── SourceUnreachableError(ConnectionError)   DNS, refused connection, TLS: not retried
@@ -19,6 +20,7 @@ for a broken container and ``except FileNotFoundError`` for a 404::
     │   ├── TrackNotFoundError                        the asked track is missing or not video
     │   ├── MP4ParseError                             broken box structure
     │   │   └── TruncatedFileError                    a box or sample runs past EOF
+    │   ├── MatroskaParseError                        broken EBML/Matroska elements
     │   └── UnsupportedFormatError(NotImplementedError)  valid, but not handled here
     ├── DecodeError(RuntimeError)                the decoder failed
     │   └── CorruptVideoError                         a packet could not be decoded
@@ -43,8 +45,10 @@ __all__ = [
     "DecodeError",
     "MP4ParseError",
     "ManifestError",
+    "MatroskaParseError",
     "MissingDependencyError",
     "NotAVideoError",
+    "OriginRefusedError",
     "RangeRequestError",
     "SampleError",
     "SamplingError",
@@ -76,6 +80,12 @@ class SourceNotFoundError(SourceError, FileNotFoundError):
 
 class SourceAccessError(SourceError, PermissionError):
     """The source exists but we may not read it (HTTP 401/403)."""
+
+
+class OriginRefusedError(SourceAccessError):
+    """A perfect-reads server or proxy refuses to fetch the URL: its host is not
+    allowed, or it resolves (also after a redirect) to a private, loopback,
+    link-local or cloud-metadata address."""
 
 
 class RangeRequestError(SourceError):
@@ -116,6 +126,11 @@ class MP4ParseError(ContainerError):
 
 class TruncatedFileError(MP4ParseError):
     """A box, table or sample points past the end of the file."""
+
+
+class MatroskaParseError(ContainerError):
+    """The EBML/Matroska element structure is broken (bad sizes, elements out
+    of place, blocks past the end of the file)."""
 
 
 class UnsupportedFormatError(ContainerError, NotImplementedError):

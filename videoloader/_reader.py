@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, cast
@@ -21,19 +22,20 @@ from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar,
 import numpy as np
 import torch
 
-from ._batch import output_size, stack_frames
 from ._containers import load_container_index
 from ._decode import decode_plan
 from ._errors import NotAVideoError, UnsupportedFormatError, VideoLoaderError
 from ._fork import ProcessLocal
 from ._index_packets import IndexPackets
 from ._indices import as_index, as_indices
+from ._output import OutputPlan, plan_output, rotation_degrees
 from ._packets import SampleIndex
 from ._plan import Plan, plan_frames
 from ._types import FrameBatch, VideoMetadata
 from .codecs import get_codec
 from .decoders import DecoderBackend, OutputSpec, StreamConfig, select_backend
 from .io import RangeSource, TransferStats
+from .io._memory import in_memory_source
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._demux import DemuxPackets
@@ -83,15 +85,19 @@ class VideoReader:
     damaged picture, as in every FFmpeg-based reader.
 
     Args:
-        source: a URL (``https://``, ``s3://``, ``file://``...), a local path, or
-            an open fsspec file.
+        source: a URL (``https://``, ``s3://``, ``file://``...), a local path, an
+            open fsspec or binary file, or the encoded file in memory (``bytes``
+            or a 1-D uint8 tensor; its index is not cached across readers).
         backend: ``"auto"`` or a registered decoder backend's name (see
             ``videoloader.platform_info()``); the demux path decodes on the CPU.
         storage_options: passed to fsspec for the URL's filesystem.
         width, height: output size; one alone keeps the aspect ratio.
         size: ``(height, width)``, an alternative to ``width``/``height``.
         dimension_order: ``"NCHW"`` (default) or ``"NHWC"``.
-        device: where hardware decoders put frames (``"cuda:0"``); CPU decoding ignores it.
+        device: where frames are returned (``"cuda"``, ``"cuda:0"``): with ``backend="auto"``
+            a CUDA device prefers NVDEC on that GPU; a CPU backend decodes on the CPU
+            and moves frames there. Default: the CPU (``auto`` then never picks a
+            backend whose frames live on a GPU).
         track: the track to read (MP4 ``tkhd`` track id, or the container's
             stream id on the demux path); default the first video track. A
             track that does not exist or is not video raises.
@@ -99,7 +105,14 @@ class VideoReader:
         index_cache: an on-disk cache directory for MP4 indexes (None: memory only).
         num_threads: FFmpeg decoder threads (0: one per core).
         source_options: extra keyword arguments for ``RangeSource``
-            (``coalesce_gap_bytes``, ``retry``, timeouts...).
+            (``coalesce_gap_bytes``, ``retry``, timeouts, ``allow_full_read``...).
+        transforms: decode-time ``Resize`` / ``CenterCrop`` / ``RandomCrop``
+            (``videoloader.transforms``; torchcodec's and torchvision v2's
+            accepted), applied in order in the displayed frame's coordinates,
+            inside the converter's single scaling pass; not with ``width``/``height``/``size``.
+        apply_rotation: turn frames by the track's display rotation (as
+            torchcodec 0.17 does; ``metadata.rotation`` says by how much).
+            ``width``/``height``/``size`` then name the displayed frame's sides.
 
     Raises:
         SourceError: the bytes could not be read (404, 403, faults).
@@ -125,6 +138,8 @@ class VideoReader:
         index_cache: CacheOption = None,
         num_threads: int = 0,
         source_options: dict[str, Any] | None = None,
+        transforms: Sequence[Any] | None = None,
+        apply_rotation: bool = True,
     ) -> None:
         if dimension_order not in ("NCHW", "NHWC"):
             raise ValueError(f"dimension_order must be 'NCHW' or 'NHWC', got {dimension_order!r}")
@@ -132,9 +147,17 @@ class VideoReader:
             if width is not None or height is not None:
                 raise ValueError("give either size=(h, w) or width/height, not both")
             height, width = size
+        if transforms and (width is not None or height is not None):
+            raise ValueError("give either transforms=[...] or an output size (width/height/size), not both")
         track = None if track is None else as_index(track, "track id")
+        source = in_memory_source(source)
+        if not isinstance(source, (str, os.PathLike)):
+            # An open file or in-memory bytes has no URL or validator to key a
+            # cached index by: two same-size objects would share one entry.
+            index_cache = False
         self.dimension_order = dimension_order
-        self._output = OutputSpec(height=height, width=width, device=device or "cpu")
+        spec = OutputSpec(height=height, width=width, device=device or "cpu")
+        self._out: OutputPlan = OutputPlan(spec=spec, coded_hw=(0, 0))  # planned once the stream is known
         self._lock: ProcessLocal[threading.RLock] = ProcessLocal(threading.RLock)
         self._closed = False
         self._metadata: VideoMetadata | None = None
@@ -149,7 +172,15 @@ class VideoReader:
         try:
             with self._errors_named():
                 self._packets = self._open_packets(track, index_cache)
+                self._plan_output(spec, transforms, apply_rotation)
                 self._open_decoder(backend, num_threads)
+                if (self._out.spec.crop or self._out.spec.post_crop) and not self._decoder.get().supports_crop:
+                    # This backend cannot crop: decode full frames, crop and scale in torch.
+                    old = self._decoder.reset()
+                    if old is not None:
+                        old.close()
+                    self._out = self._out.without_backend_crop()
+                    self._open_decoder(backend, num_threads)
                 if self._packets.has_table:
                     self.metadata  # noqa: B018 - the index path knows it all at open
         except BaseException:
@@ -171,6 +202,18 @@ class VideoReader:
 
         return DemuxPackets(self._source, track=track)
 
+    def _plan_output(self, spec: OutputSpec, transforms: Sequence[Any] | None, apply_rotation: bool) -> None:
+        p = self._packets
+        coded = p.table if isinstance(p, IndexPackets) else p.config
+        rotation = p.table.rotation if isinstance(p, IndexPackets) else 0  # clockwise, MP4 only
+        self._out = plan_output(
+            spec,
+            coded_hw=(coded.height, coded.width),
+            rotation_cw=rotation,
+            transforms=transforms,
+            apply_rotation=apply_rotation,
+        )
+
     def _open_decoder(self, backend: str, num_threads: int) -> None:
         p = self._packets
         if isinstance(p, IndexPackets):
@@ -189,10 +232,10 @@ class VideoReader:
             if backend != "auto":
                 log.info("%s: demuxed packets decode on the CPU (asked for %s)", self._source.url, backend)
             backend = "cpu"
-        spec = select_backend(backend, self._config)
+        spec = select_backend(backend, self._config, self._out.spec)
         self._backend_name = spec.name
         self._decoder: ProcessLocal[DecoderBackend] = ProcessLocal(
-            functools.partial(spec.create, self._config, self._output, num_threads=num_threads)
+            functools.partial(spec.create, self._config, self._out.spec, num_threads=num_threads)
         )
         self._decoder.get()  # a backend that cannot start fails at open, not at the first frame
         codec = get_codec(self._config.codec)
@@ -234,16 +277,22 @@ class VideoReader:
             begin, end = (float(starts[0]), float(ends[-1])) if n else (0.0, 0.0)
             duration = max(end - begin, 0.0)
             pix = getattr(self._packets, "pixel_format", None)
+            # As FFmpeg's MP4 demuxer (and so torchcodec) reports it: every sample's
+            # bytes over the media duration (edit lists not applied), in whole bits/s.
+            media_ticks = int(t.durations.sum())
+            known = t.has_byte_ranges and media_ticks > 0
+            bit_rate = int(t.sizes.sum()) * 8 * t.timescale // media_ticks if known else None
             self._metadata = VideoMetadata(
                 num_frames=n,
                 fps=(n / duration) if duration > 0 else 0.0,
                 duration_seconds=duration,
-                width=c.width,
-                height=c.height,
+                width=self._out.displayed_hw[1],
+                height=self._out.displayed_hw[0],
                 codec=c.codec,
                 pixel_format=self._decoder.get().pixel_format() or pix,
                 bit_depth=c.bit_depth,
-                rotation=t.rotation,
+                rotation=rotation_degrees(t.rotation),
+                bit_rate=bit_rate,
                 begin_stream_seconds=begin,
                 container=self._packets.container,
                 access_path=self._packets.access_path,
@@ -374,9 +423,7 @@ class VideoReader:
         return out, fed
 
     def _stack(self, tensors: list[torch.Tensor], pts: torch.Tensor, dur: torch.Tensor) -> FrameBatch:
-        c = self._config
-        empty_hw = output_size(self._output, c.height, c.width)
-        return stack_frames(tensors, pts, dur, dimension_order=self.dimension_order, empty_hw=empty_hw)
+        return self._out.batch(tensors, pts, dur, self.dimension_order)
 
     # -- lifetime -------------------------------------------------------------
 

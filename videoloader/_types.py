@@ -7,13 +7,15 @@ must not import torch or av at import time.
 from __future__ import annotations
 
 import dataclasses
+import operator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["ByteRange", "FrameBatch", "VideoMetadata"]
+__all__ = ["ByteRange", "Frame", "FrameBatch", "VideoMetadata"]
 
 
 @dataclass(frozen=True, order=True)
@@ -69,10 +71,51 @@ class FrameBatch:
     def __len__(self) -> int:
         return int(self.data.shape[0])
 
+    def __getitem__(self, key: int | slice) -> Frame | FrameBatch:
+        """``batch[i]`` is a :class:`Frame`; ``batch[a:b]`` a FrameBatch (as in torchcodec)."""
+        if isinstance(key, slice):
+            return FrameBatch(self.data[key], self.pts_seconds[key], self.duration_seconds[key])
+        i = operator.index(key)
+        return Frame(self.data[i], float(self.pts_seconds[i]), float(self.duration_seconds[i]))
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i in range(len(self)):
+            yield Frame(self.data[i], float(self.pts_seconds[i]), float(self.duration_seconds[i]))
+
     def __repr__(self) -> str:
         return (
             f"FrameBatch(data=<{self.data.dtype} {tuple(self.data.shape)} on {self.data.device}>, "
             f"pts_seconds={self.pts_seconds.tolist()!r})"
+        )
+
+
+@dataclass
+class Frame:
+    """One frame, as torchcodec's ``VideoDecoder`` returns it from ``get_frame_at``."""
+
+    data: torch.Tensor
+    """uint8 RGB frame, ``C x H x W`` (or ``H x W x C`` for NHWC)."""
+    pts_seconds: float
+    """Presentation time of the frame."""
+    duration_seconds: float
+    """Display duration: the next frame's pts minus this one's (the container's last duration for the last frame)."""
+
+    def __post_init__(self) -> None:
+        if self.data.ndim != 3:
+            raise ValueError(f"Frame.data must be 3-D, got shape {tuple(self.data.shape)}")
+        self.pts_seconds = float(self.pts_seconds)
+        self.duration_seconds = float(self.duration_seconds)
+
+    def __iter__(self) -> Iterator[Any]:
+        """``data, pts_seconds, duration_seconds = frame``, as with torchcodec's Frame."""
+        yield self.data
+        yield self.pts_seconds
+        yield self.duration_seconds
+
+    def __repr__(self) -> str:
+        return (
+            f"Frame(data=<{self.data.dtype} {tuple(self.data.shape)} on {self.data.device}>, "
+            f"pts_seconds={self.pts_seconds!r}, duration_seconds={self.duration_seconds!r})"
         )
 
 
@@ -87,14 +130,18 @@ class VideoMetadata:
     duration_seconds: float
     """From the first frame's pts to the end of the last frame."""
     width: int
+    """Width of the frames returned (after ``rotation`` is applied)."""
     height: int
+    """Height of the frames returned (after ``rotation`` is applied)."""
     codec: str
     """FFmpeg codec name: ``h264``, ``hevc``, ``av1``, ``vp9``, ..."""
     pixel_format: str | None = None
     """FFmpeg pixel format of decoded frames, e.g. ``yuv420p``, ``yuv420p10le``."""
     bit_depth: int | None = None
     rotation: int = 0
-    """Display rotation in degrees from the track matrix (frames are not rotated)."""
+    """Display rotation in degrees, counter-clockwise, in ``[-180, 180)``: what FFmpeg
+    and torchcodec 0.17 report. Readers return frames already rotated by it (unless
+    opened with ``apply_rotation=False``); ``width``/``height`` describe the rotated frames."""
     begin_stream_seconds: float = 0.0
     """Presentation time of the first frame."""
     container: str = "mp4"
@@ -102,6 +149,29 @@ class VideoMetadata:
     access_path: str = "index"
     """``index``: our own MP4 index and exact ranges; ``demux``: PyAV fallback."""
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    bit_rate: int | None = None
+    """Average bit rate of the video stream in bits per second: every sample's bytes
+    x 8 over the media duration, as FFmpeg computes it for MP4; None on the demux path."""
+
+    @property
+    def average_fps(self) -> float:
+        """torchcodec's name for :attr:`fps`."""
+        return self.fps
+
+    @property
+    def end_stream_seconds(self) -> float:
+        """End of the last frame: ``begin_stream_seconds + duration_seconds``."""
+        return self.begin_stream_seconds + self.duration_seconds
+
+    @property
+    def duration_seconds_from_header(self) -> float:
+        """torchcodec's name; our duration is always computed from the packet table."""
+        return self.duration_seconds
+
+    @property
+    def num_frames_from_content(self) -> int:
+        """torchcodec's name; our frame count is always from the packet table."""
+        return self.num_frames
 
     def __post_init__(self) -> None:
         if self.num_frames < 0 or self.width < 0 or self.height < 0:

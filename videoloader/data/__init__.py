@@ -10,14 +10,15 @@
 """
 
 from .._errors import ManifestError, SampleError, SamplingError
-from ._collate import collate_skip_none
+from ._collate import collate_samples, collate_skip_none
 from ._dataset import VideoFrameDataset, VideoFrameIterableDataset
 from ._nodes import make_node_loader
 from ._samplers import AllFrames, FrameSampler, FrameWindow, RandomClip, RandomFrames, UniformClip
-from ._sources import SourceTable, VideoRecord, iter_manifest, read_manifest
+from ._sources import Columns, SourceTable, VideoRecord, iter_manifest, read_manifest
 
 __all__ = [
     "AllFrames",
+    "Columns",
     "FrameSampler",
     "FrameWindow",
     "ManifestError",
@@ -30,6 +31,7 @@ __all__ = [
     "VideoFrameDataset",
     "VideoFrameIterableDataset",
     "VideoRecord",
+    "collate_samples",
     "collate_skip_none",
     "iter_manifest",
     "make_node_loader",

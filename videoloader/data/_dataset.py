@@ -30,7 +30,7 @@ from ..io import redact_text
 from ._epoch import SharedEpoch
 from ._readers import ProcessState, close_process_state, process_state
 from ._samplers import FrameSampler, RandomClip
-from ._sources import SourceTable, VideoRecord, is_manifest_path, iter_sources
+from ._sources import Columns, SourceTable, VideoRecord, is_manifest_path, iter_sources
 
 __all__ = ["SampleError", "VideoFrameDataset", "VideoFrameIterableDataset"]
 
@@ -45,6 +45,21 @@ def _check_int(name: str, value: Any, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return int(value)
+
+
+def _size_option(name: str, value: Any) -> int | tuple[int, int] | None:
+    """None, a positive int, or a ``(height, width)`` pair of positive ints."""
+    if value is None:
+        return None
+
+    def ok(v: Any) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and bool(v > 0)
+
+    if ok(value):
+        return int(value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(ok(v) for v in value):
+        return int(value[0]), int(value[1])
+    raise ValueError(f"{name} must be a positive int or (height, width) with positive ints, got {value!r}")
 
 
 def _chain_is_clean(e: BaseException) -> bool:
@@ -92,7 +107,7 @@ class _SampleLoader:
         sampler: FrameSampler,
         seed: int,
         transform: Callable[[torch.Tensor], torch.Tensor] | None,
-        output_size: tuple[int, int] | None,
+        output_size: int | tuple[int, int] | None,
         backend: str,
         on_error: OnError,
         storage_options: dict | None,
@@ -101,6 +116,8 @@ class _SampleLoader:
         max_open_readers: int,
         max_concurrent_samples: int,
         reader_options: dict | None,
+        crop: int | tuple[int, int] | None = None,
+        clips_per_video: int = 1,
     ) -> None:
         if not isinstance(sampler, FrameSampler):
             raise TypeError(
@@ -108,14 +125,10 @@ class _SampleLoader:
             )
         if on_error not in _ON_ERROR:
             raise ValueError(f"on_error must be one of {_ON_ERROR}, got {on_error!r}")
-        if output_size is not None:
-            if (
-                not isinstance(output_size, (tuple, list))
-                or len(output_size) != 2
-                or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in output_size)
-            ):
-                raise ValueError(f"output_size must be (height, width) with positive ints, got {output_size!r}")
-            output_size = (int(output_size[0]), int(output_size[1]))
+        output_size = _size_option("output_size", output_size)
+        crop = _size_option("crop", crop)
+        if isinstance(crop, int):
+            crop = (crop, crop)
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable, got {transform!r}")
         if num_threads is not None:
@@ -146,6 +159,8 @@ class _SampleLoader:
         self.max_open_readers = _check_int("max_open_readers", max_open_readers, minimum=0)
         self.max_concurrent_samples = _check_int("max_concurrent_samples", max_concurrent_samples, minimum=1)
         self.reader_options = reader_options
+        self.crop = crop
+        self.clips_per_video = _check_int("clips_per_video", clips_per_video, minimum=1)
 
     # -- epochs and process-local state ---------------------------------------
 
@@ -205,11 +220,20 @@ class _SampleLoader:
             # from the pool: one FFmpeg thread each. Alone: FFmpeg picks.
             pooled = get_worker_info() is not None or threading.current_thread() is not threading.main_thread()
             threads = 1 if pooled else 0
+        size: dict[str, Any] = {}
+        if isinstance(self.output_size, tuple) and self.crop is None:
+            size["size"] = self.output_size  # the plain scaler, as before crops existed
+        elif self.output_size is not None or self.crop is not None:
+            from ..transforms import CenterCrop, Resize
+
+            size["transforms"] = [Resize(self.output_size)] if self.output_size is not None else []
+            if self.crop is not None:
+                size["transforms"].append(CenterCrop(self.crop))
         return VideoReader(
             url,
             backend=self.backend,
             storage_options=self.storage_options,
-            size=self.output_size,
+            **size,
             stats=state.stats,
             index_cache=self.index_cache,
             num_threads=threads,
@@ -236,7 +260,15 @@ class _SampleLoader:
         try:
             reader, is_new = state.readers.acquire(record.url, lambda: self._open_reader(record.url, state))
             before = None if is_new else reader.transfer_stats.snapshot()
-            indices = self.sampler(reader, rng, start_seconds=record.start_seconds, end_seconds=record.end_seconds)
+            clips = [
+                list(self.sampler(reader, rng, start_seconds=record.start_seconds, end_seconds=record.end_seconds))
+                for _ in range(self.clips_per_video)
+            ]
+            if len({len(c) for c in clips}) > 1:
+                raise ValueError(
+                    f"clips_per_video needs clips of one length, the sampler gave {[len(c) for c in clips]}"
+                )
+            indices = [i for clip in clips for i in clip]
             # One call: every GOP this sample needs goes out as one concurrent range batch.
             batch = reader.get_frames_at(indices)
         except Exception as e:  # noqa: BLE001 - handled below, outside this block
@@ -253,18 +285,24 @@ class _SampleLoader:
         transfer = (stats if before is None else stats.since(before)).as_dict()
         state.readers.release(record.url, reader)
         state.count()
-        frames = batch.data
+        frames, frame_indices = batch.data, torch.from_numpy(np.asarray(indices, dtype=np.int64))
+        pts = batch.pts_seconds
+        if self.clips_per_video > 1:
+            k = self.clips_per_video
+            frames = frames.reshape(k, -1, *frames.shape[1:])
+            frame_indices, pts = frame_indices.reshape(k, -1), pts.reshape(k, -1)
         if self.transform is not None:
             frames = self.transform(frames)  # outside the error policy: a transform bug always raises
         sample: dict[str, Any] = {
             "frames": frames,
-            "frame_indices": torch.from_numpy(np.asarray(indices, dtype=np.int64)),
-            "pts_seconds": batch.pts_seconds,
+            "frame_indices": frame_indices,
+            "pts_seconds": pts,
             "index": int(index),
             "url": url,
         }
         if has_labels:
             sample["label"] = record.label
+        sample.update(record.extra)
         sample["transfer"] = transfer
         if self.on_error == "record":
             sample["error"] = None
@@ -287,16 +325,21 @@ class _SampleLoader:
         log.warning("sample %d (%s) failed (%s): %s", index, url, self.on_error, message)
         if self.on_error == "skip":
             return None
-        h, w = self.output_size or (0, 0)
+        if self.crop is not None:
+            h, w = self.crop
+        else:
+            h, w = self.output_size if isinstance(self.output_size, tuple) else (0, 0)
+        lead = (self.clips_per_video, 0) if self.clips_per_video > 1 else (0,)
         sample: dict[str, Any] = {
-            "frames": torch.empty((0, 3, h, w), dtype=torch.uint8),
-            "frame_indices": torch.empty(0, dtype=torch.int64),
-            "pts_seconds": torch.empty(0, dtype=torch.float64),
+            "frames": torch.empty((*lead, 3, h, w), dtype=torch.uint8),
+            "frame_indices": torch.empty(lead, dtype=torch.int64),
+            "pts_seconds": torch.empty(lead, dtype=torch.float64),
             "index": int(index),
             "url": url,
         }
         if has_labels:
             sample["label"] = record.label
+        sample.update(record.extra)
         sample["transfer"] = transfer
         sample["error"] = message
         return sample
@@ -332,7 +375,18 @@ class VideoFrameDataset(_SampleLoader, Dataset):
         seed: base seed; item ``i`` in epoch ``e`` uses ``SeedSequence([seed, e, i])``.
         transform: called on the ``frames`` tensor; its own randomness is its own.
         output_size: ``(height, width)``: every frame is scaled to exactly this
-            size by the decoder's scaler (aspect ratio not kept; crop in ``transform``).
+            size by the decoder's scaler (aspect ratio not kept); or an int: the
+            short side's length, the aspect ratio kept. Done while converting,
+            so full-size frames are never made.
+        crop: ``(height, width)`` or an int (square): a centre crop after
+            ``output_size``, inside the same scaler pass. Random crops belong
+            in ``transform`` (on the already small frames): a reader, and so its
+            decoder's crop window, is shared by the items of one video.
+        clips_per_video: clips per item (torchcodec's ``num_clips``): the
+            sampler runs this many times on the item's random stream, all
+            frames are decoded in one call, and ``frames`` becomes
+            ``clips x T x C x H x W`` (``frame_indices`` and ``pts_seconds``
+            ``clips x T``). 1: one clip, shapes as described above.
         backend: decoder backend: ``"auto"`` or a registered backend's name.
         on_error: ``"raise"`` (default): the exception names the item and the
             redacted URL and keeps its type where possible, chained from the
@@ -352,6 +406,15 @@ class VideoFrameDataset(_SampleLoader, Dataset):
             decoders alive (more memory). 1: one by one.
         reader_options: more ``VideoReader`` arguments (``track``, ``device``,
             ``source_options``...).
+        url_column, label_column: the manifest columns (or dict keys) holding
+            the URL and the label.
+        start_column, end_column: the window's columns in seconds (default
+            ``start``/``start_seconds`` and ``end``/``end_seconds``).
+        extra_columns: every other column is passed through to the sample
+            under its own name (True, default), only the named ones (a list), or
+            none (False). A column named like a sample key (``frames``,
+            ``url``...) raises ``ManifestError``: map or leave it out. Values
+            are passed as they are (a column holding signed URLs returns them).
     """
 
     def __init__(
@@ -361,7 +424,9 @@ class VideoFrameDataset(_SampleLoader, Dataset):
         *,
         seed: int = 0,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        output_size: tuple[int, int] | None = None,
+        output_size: int | tuple[int, int] | None = None,
+        crop: int | tuple[int, int] | None = None,
+        clips_per_video: int = 1,
         backend: str = "auto",
         on_error: OnError = "raise",
         storage_options: dict | None = None,
@@ -370,6 +435,11 @@ class VideoFrameDataset(_SampleLoader, Dataset):
         max_open_readers: int = 8,
         max_concurrent_samples: int = 4,
         reader_options: dict | None = None,
+        url_column: str = "url",
+        label_column: str = "label",
+        start_column: str | None = None,
+        end_column: str | None = None,
+        extra_columns: bool | Sequence[str] = True,
     ) -> None:
         super().__init__(
             sampler=RandomClip(8) if sampler is None else sampler,
@@ -384,8 +454,17 @@ class VideoFrameDataset(_SampleLoader, Dataset):
             max_open_readers=max_open_readers,
             max_concurrent_samples=max_concurrent_samples,
             reader_options=reader_options,
+            crop=crop,
+            clips_per_video=clips_per_video,
         )
-        self.sources = SourceTable.from_sources(sources, storage_options=storage_options)
+        self.columns = Columns(
+            url=url_column,
+            label=label_column,
+            start=start_column,
+            end=end_column,
+            extra=extra_columns if isinstance(extra_columns, bool) else tuple(extra_columns),
+        )
+        self.sources = SourceTable.from_sources(sources, storage_options=storage_options, columns=self.columns)
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -465,7 +544,9 @@ class VideoFrameIterableDataset(_SampleLoader, IterableDataset):
         world_size: int | None = None,
         seed: int = 0,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        output_size: tuple[int, int] | None = None,
+        output_size: int | tuple[int, int] | None = None,
+        crop: int | tuple[int, int] | None = None,
+        clips_per_video: int = 1,
         backend: str = "auto",
         on_error: OnError = "raise",
         storage_options: dict | None = None,
@@ -474,6 +555,11 @@ class VideoFrameIterableDataset(_SampleLoader, IterableDataset):
         max_open_readers: int = 8,
         max_concurrent_samples: int = 4,
         reader_options: dict | None = None,
+        url_column: str = "url",
+        label_column: str = "label",
+        start_column: str | None = None,
+        end_column: str | None = None,
+        extra_columns: bool | Sequence[str] = True,
     ) -> None:
         super().__init__(
             sampler=RandomClip(8) if sampler is None else sampler,
@@ -488,6 +574,15 @@ class VideoFrameIterableDataset(_SampleLoader, IterableDataset):
             max_open_readers=max_open_readers,
             max_concurrent_samples=max_concurrent_samples,
             reader_options=reader_options,
+            crop=crop,
+            clips_per_video=clips_per_video,
+        )
+        self.columns = Columns(
+            url=url_column,
+            label=label_column,
+            start=start_column,
+            end=end_column,
+            extra=extra_columns if isinstance(extra_columns, bool) else tuple(extra_columns),
         )
         if (rank is None) != (world_size is None):
             raise ValueError(f"give both rank and world_size or neither, got rank={rank}, world_size={world_size}")
@@ -500,7 +595,7 @@ class VideoFrameIterableDataset(_SampleLoader, IterableDataset):
         if is_manifest_path(sources) or isinstance(sources, (str, os.PathLike)):
             self.sources = sources  # streamed lazily
         elif isinstance(sources, Sequence):
-            self.sources = SourceTable.from_sources(sources)
+            self.sources = SourceTable.from_sources(sources, columns=self.columns)
         else:
             self.sources = sources
         # Where to resume this shard (StatefulDataLoader): the next stream position to consider.
@@ -532,7 +627,8 @@ class VideoFrameIterableDataset(_SampleLoader, IterableDataset):
             for i in range(first, len(self.sources), num_shards):
                 yield i, self.sources[i]
             return
-        for i, record in enumerate(iter_sources(self.sources, storage_options=self.storage_options)):
+        records = iter_sources(self.sources, storage_options=self.storage_options, columns=self.columns)
+        for i, record in enumerate(records):
             if i >= start and i % num_shards == shard:
                 yield i, record
 

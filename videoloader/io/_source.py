@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import bisect
 import functools
+import logging
 import os
 import threading
+import warnings
 import weakref
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any, TypedDict
 
-from .._errors import SourceError, TruncatedFileError
+from .._errors import RangeRequestError, SourceError, TruncatedFileError
 from .._fork import ProcessLocal
 from .._types import ByteRange
 from ._coalesce import COALESCE_GAP_BYTES, coalesce_ranges
@@ -26,6 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover - fsspec, aiohttp and the backends are imp
     from ._http import HttpBackend
 
 __all__ = ["READ_AHEAD_BYTES", "RangeSource", "SourceLike"]
+
+log = logging.getLogger(__name__)
 
 #: What ``RangeSource`` reads: a URL or local path, or an open binary file
 #: (an fsspec file object, or any seekable binary file object).
@@ -49,6 +53,7 @@ _CONFIG = (
     "_connect_timeout_seconds",
     "_read_timeout_seconds",
     "_retain_bytes",
+    "_allow_full_read",
     "_url",
     "_identity",
 )
@@ -110,6 +115,11 @@ class RangeSource:
             replies are kept in memory and serve later ranges that lie inside
             them without a request (the MP4 probe's reads often hold the first
             samples, or a whole small file).
+        allow_full_read: for a server that ignores Range (answers 200 with the
+            whole object): read the object once, whole, keep it in memory and
+            serve every range from it, with a ``RuntimeWarning`` and a log
+            warning; the read is one ``TransferRecord`` of the full size. Off by
+            default: such a server raises ``RangeRequestError``.
     """
 
     supports_retain = True
@@ -126,6 +136,7 @@ class RangeSource:
         read_timeout_seconds: float = 30.0,
         stats: TransferStats | None = None,
         retain_bytes: int = RETAIN_BYTES,
+        allow_full_read: bool = False,
     ) -> None:
         if isinstance(source, os.PathLike):
             source = os.fspath(source)
@@ -150,6 +161,7 @@ class RangeSource:
         self._connect_timeout_seconds = float(connect_timeout_seconds)
         self._read_timeout_seconds = float(read_timeout_seconds)
         self._retain_bytes = int(retain_bytes)
+        self._allow_full_read = bool(allow_full_read)
         self._url = redact_url(_describe_source(source))
         self._identity: Identity | None = None
         self._init_runtime(stats if stats is not None else TransferStats())
@@ -252,7 +264,11 @@ class RangeSource:
         fetched: dict[tuple[int, int], bytes] = {}
         if to_fetch:
             merged, where = self._coalesce_around_retained([ByteRange(a, b) for a, b in to_fetch])
-            blobs = self._get_backend().read(merged, identity)
+            try:
+                blobs = self._get_backend().read(merged, identity)
+            except RangeRequestError as e:
+                whole = self._read_whole(e, identity.size)
+                blobs = [whole[m.start : m.stop] for m in merged]
             for (a, b), (m, offset) in zip(to_fetch, where, strict=False):
                 blob = blobs[m]
                 fetched[(a, b)] = blob if offset == 0 and len(blob) == b - a else blob[offset : offset + b - a]
@@ -304,6 +320,20 @@ class RangeSource:
             self._retained.append((m.start, bytes(blob)))
             held += len(blob)
 
+    def _read_whole(self, error: RangeRequestError, size: int) -> bytes:
+        """The whole object, read once for a server that ignores Range (``allow_full_read``); else ``error``."""
+        if not self._allow_full_read:
+            raise error
+        msg = (
+            f"{self._url}: the server ignores Range requests; reading the whole object ({size} bytes) once "
+            "and serving every range from memory (allow_full_read=True)"
+        )
+        log.warning("%s", msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=4)
+        whole = self._get_backend().read([ByteRange(0, size)], self._get_identity())[0]
+        self._retained = [(0, whole)]  # every later range is inside it: no more requests
+        return whole
+
     def read_head(self, nbytes: int, *, retain: bool = False) -> bytes:
         """The first ``min(nbytes, size)`` bytes. Before the size is known, an
         HTTP source learns it from this read's reply (one request, no HEAD).
@@ -311,17 +341,26 @@ class RangeSource:
         Raises:
             as ``read_ranges``.
         """
+        ignored: RangeRequestError | None = None
         if self._identity is None:
             backend = self._get_backend()
             probe = getattr(backend, "stat_and_read_head", None)
             if probe is not None:
                 with self._stat_lock.get():
                     if self._identity is None:
-                        identity, data = probe(nbytes)
-                        self._identity = identity
-                        if retain and data:
-                            self._retain([ByteRange(0, len(data))], [data])
-                        return data
+                        try:
+                            identity, data = probe(nbytes)
+                        except RangeRequestError as e:
+                            if not self._allow_full_read:
+                                raise
+                            ignored = e  # Range ignored: learn the size (HEAD), then read it all once
+                        else:
+                            self._identity = identity
+                            if retain and data:
+                                self._retain([ByteRange(0, len(data))], [data])
+                            return data
+        if ignored is not None:
+            return self._read_whole(ignored, self.size)[:nbytes]
         return self.read_ranges([ByteRange(0, min(nbytes, self.size))], retain=retain)[0]
 
     def open_file(self, *, read_ahead_bytes: int = READ_AHEAD_BYTES) -> RangeFile:
