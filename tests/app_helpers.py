@@ -145,7 +145,7 @@ def check_result_schema(result: dict[str, Any]) -> None:
             assert all(0.0 <= c <= 1.0 for c in v["confidences"])
             assert v["selected_frame_indices"] == sorted(v["selected_frame_indices"])
             assert all(0 <= i < v["num_frames"] for i in v["selected_frame_indices"])
-            assert v["access_path"] in ("index", "demux")
+            assert v["access_path"] in ("index", "demux", "proxy")
             assert v["bandwidth_downstream_bytes"] > 0 and v["bandwidth_upstream_bytes"] > 0
             # Every byte fed to the decoder came over the wire once (the demux
             # path also reads container framing and the packet table pass).

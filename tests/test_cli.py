@@ -227,7 +227,7 @@ def test_inspect_fragmented_and_demux(http_server, corpus, capsys):
     url = http_server.add("frag.mp4", corpus["frag_sidx"])
     assert main(["inspect", url]) == 0
     assert "fragmented=True" in capsys.readouterr().out
-    url = http_server.add("v.webm", corpus["webm_vp9"])
+    url = http_server.add("v.ts", corpus["ts_h264"])
     assert main(["inspect", url]) == 0
     assert "access path: demux" in capsys.readouterr().out
 
@@ -281,3 +281,16 @@ def test_frames_beyond_the_video_are_reported(served, tmp_path, capsys):
     v = json.loads(out_json.read_text())["videos"][0]
     assert v["frames_requested"] == 500 and v["frames_returned"] == 60
     assert v["selected_frame_indices"] == list(range(60))
+
+
+def test_infer_via_proxy(served, tmp_path):
+    out_json = tmp_path / "out.json"
+    url = served.urls["h264_moov_end"]
+    served.server.reset_counts()
+    rc = main([*INFER, url, "--via", "proxy", "--frames", "2", "--seed", "0", "--json", str(out_json)])
+    assert rc == 0
+    result = json.loads(out_json.read_text())
+    check_result_schema(result)
+    assert result["via"] == "proxy" and result["videos"][0]["access_path"] == "proxy"
+    assert result["bandwidth_num_proxy_requests"] >= 1
+    assert result["bandwidth_total_upstream_bytes"] == served.server.bytes_sent_for("h264_moov_end.mp4")

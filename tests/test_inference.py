@@ -307,3 +307,33 @@ def test_results_and_logs_hold_no_credentials(served, http_server, caplog):
     assert result["videos"][2]["url"].startswith("simplecache::http://127.0.0.1")
     text = json.dumps(result, default=str) + caplog.text
     assert "SECRET" not in text and "pass-7f3" not in text
+
+
+def test_via_proxy_reads_with_ffmpeg_and_reports_the_proxys_numbers(served, caplog):
+    # The URL-only path: FFmpeg (PyAV) reads each video through the tracking proxy; the bytes and
+    # requests come from the proxy and agree with what the origin sent.
+    server = served.server
+    names = ["h264_faststart", "mkv_h264", "broken"]
+    urls = [served.urls[n] for n in names]
+    server.reset_counts()
+    caplog.set_level(logging.DEBUG, logger="videoloader")
+    result = run_inference(video_urls=urls, frames_per_video=3, random_seed=5, via="proxy", **FAST)
+    check_result_schema(result)
+    assert result["via"] == "proxy" and result["status"] == "partial"
+    videos = dict(zip(names, result["videos"], strict=True))
+    assert not videos["broken"]["ok"]
+    for name in ("h264_faststart", "mkv_h264"):
+        v = videos[name]
+        assert v["ok"] and v["access_path"] == "proxy" and v["backend"] == "pyav"
+        # Constant frame rate: frame i is the frame with that number, bit-exact with our reader.
+        with VideoReader(served.paths[name], backend="cpu") as reader:
+            want = reader.get_frames_at(v["selected_frame_indices"])
+        np.testing.assert_allclose(v["selected_timestamps_seconds"], want.pts_seconds.numpy(), atol=1e-6)
+        assert v["bandwidth_upstream_bytes"] == server.bytes_sent_for(served.paths[name].name) > 0
+        assert 0 < v["bandwidth_downstream_bytes"] <= v["bandwidth_upstream_bytes"]
+        assert v["bandwidth_num_proxy_requests"] >= 1 and v["bandwidth_num_requests"] >= 1
+    assert result["bandwidth_num_proxy_requests"] == sum(v["bandwidth_num_proxy_requests"] for v in result["videos"])
+    assert result["bandwidth_total_upstream_bytes"] == sum(v["bandwidth_upstream_bytes"] for v in result["videos"])
+    assert "SECRET123" not in json.dumps(result) and "SECRET123" not in caplog.text
+    with pytest.raises(ValueError, match="via"):
+        run_inference(urls[0], via="carrier-pigeon", **FAST)

@@ -7,6 +7,8 @@
                       [--save-frames DIR] [--json OUT] [--wandb] [--wandb-project P]
     videoloader inspect URL [--frames I [I ...]] [--json OUT]
     videoloader info [--json OUT]
+    videoloader proxy [--host 127.0.0.1] [--port N] [URL ...]
+    videoloader serve [--host 127.0.0.1] [--port N] [--allow-host PATTERN ...] [--allow-private]
 
 ``infer`` with no URL runs on the sample clip shipped in the package
 (``videoloader/assets/sample.mp4``). Exit status: 0 when every video worked,
@@ -171,6 +173,7 @@ def _cmd_infer(args: argparse.Namespace, out: _Out) -> int:
             device=args.device,
             batch_size=args.batch_size,
             num_workers=args.workers,
+            via=args.via,
             return_frame_png=args.save_frames is not None,
             wandb=wandb,
             progress=progress.update,
@@ -330,6 +333,41 @@ def _cmd_info(args: argparse.Namespace, out: _Out) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- proxy / serve
+
+
+def _cmd_proxy(args: argparse.Namespace, out: _Out) -> int:
+    from .proxy import ProxyState, make_proxy_app
+    from .serve._thread import serve_forever
+
+    state = ProxyState()
+    paths = [state.register(u) for u in args.urls]
+    app = make_proxy_app(state)
+
+    async def announce(_app: object) -> None:
+        for p in paths:  # after the banner line: the first line of stdout is the address
+            print(f"proxy path {p}", file=sys.stderr, flush=True)
+
+    app.on_startup.append(announce)
+    serve_forever(app, host=args.host, port=args.port, banner="proxy")
+    return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace, out: _Out) -> int:
+    from .serve import make_app
+    from .serve._thread import serve_forever
+
+    app = make_app(
+        allow_hosts=tuple(args.allow_host or ()),
+        allow_private=args.allow_private,
+        max_frames=args.max_frames,
+        max_response_bytes=args.max_response_bytes,
+        cache_dir=args.cache_dir,
+    )
+    serve_forever(app, host=args.host, port=args.port, banner="serving")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -358,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--weights-dir", default=None, metavar="DIR", help="weights cache (default $TORCH_HOME/hub)")
     inf.add_argument("--backend", default="auto", metavar="B", help="decoder: auto or a backend name (see `info`)")
     inf.add_argument("--device", default="auto", metavar="D", help="model device: auto, cpu, cuda, cuda:1, mps")
+    inf.add_argument(
+        "--via",
+        choices=("reader", "proxy"),
+        default="reader",
+        help="reader: our index (default); proxy: FFmpeg reads each URL through the tracking proxy",
+    )
     inf.add_argument("--batch-size", type=int, default=64, metavar="N")
     inf.add_argument("--workers", type=int, default=4, metavar="N", help="videos read concurrently")
     inf.add_argument("--save-frames", default=None, metavar="DIR", help="write each decoded frame as PNG here")
@@ -379,6 +423,26 @@ def build_parser() -> argparse.ArgumentParser:
     nfo = sub.add_parser("info", help="platform and decoder availability")
     nfo.add_argument("--json", default=None, metavar="OUT")
     nfo.set_defaults(func=_cmd_info)
+
+    prx = sub.add_parser("proxy", help="local bandwidth-tracking proxy for decoders that only take a URL")
+    prx.add_argument("urls", nargs="*", metavar="URL", help="origins to register now (their proxy paths go to stderr)")
+    prx.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
+    prx.add_argument("--port", type=int, default=0, metavar="N", help="port (default: a free one)")
+    prx.set_defaults(func=_cmd_proxy)
+
+    srv = sub.add_parser("serve", help="perfect-reads server: /v1/clip.mp4 and /v1/index")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
+    srv.add_argument("--port", type=int, default=0, metavar="N", help="port (default: a free one)")
+    srv.add_argument(
+        "--allow-host", action="append", metavar="PATTERN", help="allowed origin host pattern (repeatable)"
+    )
+    srv.add_argument("--allow-private", action="store_true", help="allow private/loopback origins (local testing only)")
+    srv.add_argument("--max-frames", type=int, default=256, metavar="N", help="frames per clip request (413 above)")
+    srv.add_argument(
+        "--max-response-bytes", type=int, default=512 * 1024 * 1024, metavar="B", help="sample bytes per clip"
+    )
+    srv.add_argument("--cache-dir", default=None, metavar="DIR", help="on-disk index cache")
+    srv.set_defaults(func=_cmd_serve)
     return p
 
 

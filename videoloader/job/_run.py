@@ -56,11 +56,13 @@ import torch
 
 from .._reader import VideoReader
 from ..io import TransferStats, install_log_redaction, redact_url
+from ..proxy import TrackingProxy
 from . import _wandb
 from ._frames import choose_frames, encode_png, frame_sampler
 from ._logging import apply_log_level_from_env
 from ._model import DEFAULT_MODEL, LoadedModel, load_model, logits_of, resolve_device, sync
 from ._schema import InferenceResult, VideoResult
+from ._via_proxy import read_via_proxy
 
 __all__ = ["run_inference"]
 
@@ -98,6 +100,7 @@ def run_inference(
     index_cache: Any = None,
     progress: Progress | None = None,
     wandb_max_images: int = 8,
+    via: str = "reader",
 ) -> dict[str, Any]:
     """Sample frames from videos, classify them, and report predictions, timings and bytes.
 
@@ -145,6 +148,12 @@ def run_inference(
         progress: called after each video's frames are decoded, as
             ``progress(num_done, num_total, {"index", "url", "ok", "error"})``.
         wandb_max_images: sampled frames logged to W&B.
+        via: ``"reader"`` (default: :class:`VideoReader`, our index and exact
+            byte ranges) or ``"proxy"``: a URL-only decoder path, FFmpeg
+            (through PyAV) reading each video through a
+            :class:`~videoloader.proxy.TrackingProxy`, frames chosen from the
+            stream header; the bandwidth numbers are then the proxy's
+            (``bandwidth_num_proxy_requests``: the decoder's requests to it).
 
     Returns:
         A dict; the keys are listed in ``docs/inference.md`` and in
@@ -164,6 +173,8 @@ def run_inference(
         raise ValueError(f"frames_per_video must be >= 1, got {frames_per_video}")
     if offset_max_seconds is not None and not offset_max_seconds > 0:
         raise ValueError(f"offset_max_seconds must be positive (or None), got {offset_max_seconds}")
+    if via not in ("reader", "proxy"):
+        raise ValueError(f"via must be 'reader' or 'proxy', got {via!r}")
     if batch_size < 1 or num_workers < 1 or top_k < 1:
         raise ValueError(f"batch_size, num_workers and top_k must be >= 1, got {batch_size}, {num_workers}, {top_k}")
     seed = secrets.randbits(32) if random_seed is None else int(random_seed)
@@ -195,7 +206,11 @@ def run_inference(
             index_cache=index_cache,
             wandb_max_images=wandb_max_images if sink is not None else 0,
         )
-        videos = job.run(urls, first_video_index=first_video_index, num_workers=num_workers, progress=progress)
+        if via == "proxy":
+            with TrackingProxy(storage_options=storage_options) as job.proxy:
+                videos = job.run(urls, first_video_index=first_video_index, num_workers=num_workers, progress=progress)
+        else:
+            videos = job.run(urls, first_video_index=first_video_index, num_workers=num_workers, progress=progress)
 
         result = InferenceResult(
             videos=videos,
@@ -217,6 +232,7 @@ def run_inference(
             model_load_time_seconds=model_load_time,
             total_pipeline_time_seconds=time.perf_counter() - t_start,
             return_frame_png=return_frame_png,
+            via=via,
         )
     except BaseException:
         if sink is not None:
@@ -306,6 +322,8 @@ class _Job:
         self.wandb_max_images = wandb_max_images
         self.sampler = frame_sampler(frames_per_video, offset_max_seconds)
         self.images: list[_Image] = []
+        self.proxy: TrackingProxy | None = None
+        """Set for ``via="proxy"``: videos are read by FFmpeg through it."""
         # Frames waiting for a full batch: tensors and, per frame, (video, position in video).
         self._pending: list[torch.Tensor] = []
         self._owners: list[tuple[VideoResult, int]] = []
@@ -314,6 +332,8 @@ class _Job:
     # -- stage 2: one video, in a worker thread --------------------------------
 
     def extract(self, index: int, url: str) -> _Extracted:
+        if self.proxy is not None:
+            return self._extract_via_proxy(self.proxy, index, url)
         vr = VideoResult(index=index, url=redact_url(url))
         stats = TransferStats()
         t0 = time.perf_counter()
@@ -338,6 +358,42 @@ class _Job:
             vr.bandwidth_upstream_bytes = stats.bytes_received
             vr.bandwidth_requested_bytes = stats.bytes_requested
             vr.bandwidth_num_requests = stats.num_requests
+        return _Extracted(vr, frames)
+
+    def _extract_via_proxy(self, proxy: TrackingProxy, index: int, url: str) -> _Extracted:
+        """``extract`` on the URL-only path: FFmpeg reads the video through the proxy, which counts."""
+        vr = VideoResult(index=index, url=redact_url(url))
+        t0 = time.perf_counter()
+        frames = None
+        purl = proxy.url_for(url)
+        try:
+            got = read_via_proxy(purl, url, self.sampler, np.random.default_rng((self.random_seed, index)))
+            m = got.metadata
+            vr.num_frames, vr.fps, vr.duration_seconds = m.num_frames, m.fps, m.duration_seconds
+            vr.width, vr.height, vr.codec, vr.container = got.width, got.height, got.codec, got.container
+            vr.access_path, vr.backend = "proxy", "pyav"
+            vr.frames_requested, vr.frames_returned = self.frames_per_video, len(got.indices)
+            vr.selected_frame_indices = got.indices
+            vr.selected_timestamps_seconds = got.timestamps_seconds
+            frames = got.frames
+            if self.return_frame_png:
+                vr.frame_png_bytes_list = [encode_png(f) for f in frames]
+            if self.wandb_max_images:
+                with self._lock:
+                    if len(self.images) < self.wandb_max_images:
+                        self.images.append((frames[0].permute(1, 2, 0).numpy().copy(), "", vr, 0))
+            vr.ok = True
+        except Exception as e:  # one failing video never stops the batch
+            frames = None
+            log.warning("video %d %s failed: %s: %s", index, vr.url, type(e).__name__, vr.fail(e))
+        finally:
+            vr.frame_extraction_time_seconds = time.perf_counter() - t0
+            usage = proxy.usage(purl)
+            vr.bandwidth_upstream_bytes = usage["upstream_bytes"]
+            vr.bandwidth_requested_bytes = usage["upstream_bytes"]
+            vr.bandwidth_num_requests = usage["upstream_requests"]
+            vr.bandwidth_downstream_bytes = usage["downstream_bytes"]
+            vr.bandwidth_num_proxy_requests = usage["num_requests"]
         return _Extracted(vr, frames)
 
     def _read(self, reader: VideoReader, vr: VideoResult) -> torch.Tensor:

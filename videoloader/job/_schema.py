@@ -72,6 +72,8 @@ class VideoResult:
     bandwidth_downstream_bytes: int = 0
     bandwidth_requested_bytes: int = 0
     bandwidth_num_requests: int = 0
+    bandwidth_num_proxy_requests: int = 0
+    """``via="proxy"``: the decoder's HTTP requests to the tracking proxy (0 otherwise)."""
     frame_png_bytes_list: list[bytes] | None = None
     error: dict[str, str] | None = None
     """``{"type", "message", "traceback"}`` when the video failed, else None."""
@@ -126,6 +128,8 @@ class InferenceResult:
     total_pipeline_time_seconds: float
     """Wall clock from the call until the result is ready (model load included, W&B logging not)."""
     return_frame_png: bool = False
+    via: str = "reader"
+    """``"reader"`` (VideoReader) or ``"proxy"`` (FFmpeg through the tracking proxy)."""
 
     @property
     def num_videos(self) -> int:
@@ -183,6 +187,8 @@ class InferenceResult:
             "bandwidth_total_upstream_mb": up / MB,
             "bandwidth_total_downstream_mb": down / MB,
             "bandwidth_num_requests": sum(v.bandwidth_num_requests for v in self.videos),
+            "bandwidth_num_proxy_requests": sum(v.bandwidth_num_proxy_requests for v in self.videos),
+            "via": self.via,
             "videos": [v.to_dict() for v in self.videos],
         }
         if self.return_frame_png:
@@ -196,5 +202,5 @@ class InferenceResult:
         return cls(
             videos=[VideoResult.from_dict(v) for v in d["videos"]],
             return_frame_png="frame_png_bytes_list" in d,
-            **{k: d[k] for k in names},
+            **{k: d[k] for k in names if k in d or k != "via"},
         )
