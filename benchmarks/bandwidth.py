@@ -50,25 +50,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 
 import _common  # noqa: E402  (sets sys.path for videoloader and tests/)
+import media  # noqa: E402
 
-MP4_KINDS = [
-    "h264_faststart",
-    "h264_moov_end",
-    "h264_bframes",
-    "h264_open_gop",
-    "h264_editlist",
-    "hevc_8bit",
-    "hevc_10bit",
-    "av1",
-    "vp9_mp4",
-    "frag_nosidx",
-    "frag_sidx",
-    "frag_mfra",
-    "audio_first",
-    "vfr",
-    "one_frame",
-    "co64",
-]
+#: Every MP4 kind of the corpus.
+MP4_KINDS = [name for name, kind in media.KINDS.items() if kind.container == "mp4"]
 #: Matroska / WebM kinds (tests/media.py KINDS and MKV_KINDS), each also measured on the demux fallback.
 MKV_KINDS = [
     "mkv_h264",

@@ -20,24 +20,9 @@ from videoloader.mp4 import load_index
 from videoloader.serve import make_app
 from videoloader.serve._thread import BackgroundServer
 
-MP4_KINDS = [
-    "h264_faststart",
-    "h264_moov_end",
-    "h264_bframes",
-    "h264_open_gop",
-    "h264_editlist",
-    "hevc_8bit",
-    "hevc_10bit",
-    "av1",
-    "vp9_mp4",
-    "frag_nosidx",
-    "frag_sidx",
-    "frag_mfra",
-    "audio_first",
-    "vfr",
-    "one_frame",
-    "co64",
-]
+import media
+
+MP4_KINDS = [name for name, kind in media.KINDS.items() if kind.container == "mp4"]
 
 
 @pytest.fixture(scope="module")
