@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ProcessState", "ReaderPool", "close_process_state", "process_state"]
 
-# Guards the creation of an owner's ProcessLocal (per process: a lock held by
+# Guards the creation of a holder's ProcessLocal (per process: a lock held by
 # another thread at fork time would stay held in the child).
 _STATE_LOCK: ProcessLocal[threading.Lock] = ProcessLocal(threading.Lock)
 
@@ -127,29 +127,29 @@ class ProcessState:
         self.readers.close()
 
 
-def process_state(owner: Any, attr: str, factory: Callable[[], ProcessState]) -> ProcessState:
-    """This process's state of ``owner``, held in ``owner.<attr>`` (a ``ProcessLocal``).
+def process_state(holder: Any, attr: str, factory: Callable[[], ProcessState]) -> ProcessState:
+    """This process's state of ``holder``, held in ``holder.<attr>`` (a ``ProcessLocal``).
 
     Built with ``factory`` on first use in each process; a forked child keeps
     its parent's state aside, unclosed, and builds its own. ``factory`` is
-    stored, so it should not refer to ``owner`` (that would make a cycle).
+    stored, so it should not refer to ``holder`` (that would make a cycle).
     """
-    local = owner.__dict__.get(attr)
+    local = holder.__dict__.get(attr)
     if local is None:
         with _STATE_LOCK.get():
-            local = owner.__dict__.get(attr)
+            local = holder.__dict__.get(attr)
             if local is None:
-                local = owner.__dict__[attr] = ProcessLocal(factory)
+                local = holder.__dict__[attr] = ProcessLocal(factory)
     state: ProcessState = local.get()
     return state
 
 
-def close_process_state(owner: Any, attr: str) -> None:
-    """Close this process's state of ``owner`` (a parent's, inherited across fork, is left alone).
+def close_process_state(holder: Any, attr: str) -> None:
+    """Close this process's state of ``holder`` (a parent's, inherited across fork, is left alone).
 
     The next :func:`process_state` call builds a new one.
     """
-    local = owner.__dict__.pop(attr, None)
+    local = holder.__dict__.pop(attr, None)
     state = local.reset() if local is not None else None
     if state is not None:
         state.close()
