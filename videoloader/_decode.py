@@ -17,7 +17,7 @@ import torch
 from ._errors import CorruptVideoError
 from ._packets import SampleIndex
 from ._plan import DecodeGroup, Plan
-from .decoders import DecoderBackend, Packet
+from .decoders import DecoderBackend, Packet, StreamConfig
 
 __all__ = ["PacketSource", "decode_plan"]
 
@@ -29,6 +29,12 @@ class PacketSource(Protocol):
     """``"index"`` (exact byte ranges) or ``"demux"`` (FFmpeg's demuxer)."""
     container: str
     """Container name for metadata (``mp4``, ``matroska``, ``mpegts``...)."""
+    config: StreamConfig
+    """What a decoder needs before the first packet (codec, extradata, coded size, timescale)."""
+    rotation: int
+    """Display rotation in clockwise degrees (0 where the container gives none)."""
+    cpu_only: bool
+    """Whether its packets must be decoded on the CPU (hardware backends are not tried)."""
 
     @property
     def has_table(self) -> bool: ...

@@ -112,6 +112,8 @@ class DemuxPackets:
     """
 
     access_path = "demux"
+    cpu_only = True  # FFmpeg's demuxed packets (Annex-B or not) go to the CPU decoder
+    rotation = 0  # not read from other containers
 
     def __init__(self, source: RangeSource, *, track: int | None = None) -> None:
         self.source = source

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ._errors import CorruptVideoError
 from ._packets import SampleIndex
 from ._plan import DecodeGroup
+from .decoders import StreamConfig
 from .io import RangeSource
 
 __all__ = ["PIPELINE_BATCH_BYTES", "IndexPackets"]
@@ -36,11 +37,22 @@ class IndexPackets:
 
     access_path = "index"
     has_table = True
+    cpu_only = False
 
     def __init__(self, source: RangeSource, table: SampleIndex, *, container: str = "mp4") -> None:
         self.source = source
         self.table = table
         self.container = container
+        self.rotation = table.rotation
+        self.config = StreamConfig(
+            codec=table.codec,
+            extradata=table.extradata,
+            width=table.width,
+            height=table.height,
+            timescale=table.timescale,
+            bit_depth=table.bit_depth,
+            sample_entry=table.sample_entry,
+        )
 
     def group_samples(self, groups: Sequence[DecodeGroup]) -> Iterator[tuple[DecodeGroup, SampleBytes]]:
         """``(group, samples)`` for each group in order; ``samples`` yields

@@ -33,7 +33,7 @@ from ._packets import SampleIndex
 from ._plan import Plan, plan_frames
 from ._types import FrameBatch, VideoMetadata
 from .codecs import get_codec
-from .decoders import DecoderBackend, OutputSpec, StreamConfig, select_backend
+from .decoders import DecoderBackend, OutputSpec, select_backend
 from .io import RangeSource, TransferStats
 from .io._memory import in_memory_source
 
@@ -204,31 +204,17 @@ class VideoReader:
 
     def _plan_output(self, spec: OutputSpec, transforms: Sequence[Any] | None, apply_rotation: bool) -> None:
         p = self._packets
-        coded = p.table if isinstance(p, IndexPackets) else p.config
-        rotation = p.table.rotation if isinstance(p, IndexPackets) else 0  # clockwise, MP4 only
         self._out = plan_output(
             spec,
-            coded_hw=(coded.height, coded.width),
-            rotation_cw=rotation,
+            coded_hw=(p.config.height, p.config.width),
+            rotation_cw=p.rotation,
             transforms=transforms,
             apply_rotation=apply_rotation,
         )
 
     def _open_decoder(self, backend: str, num_threads: int) -> None:
-        p = self._packets
-        if isinstance(p, IndexPackets):
-            t = p.table
-            self._config = StreamConfig(
-                codec=t.codec,
-                extradata=t.extradata,
-                width=t.width,
-                height=t.height,
-                timescale=t.timescale,
-                bit_depth=t.bit_depth,
-                sample_entry=t.sample_entry,
-            )
-        else:
-            self._config = p.config
+        self._config = self._packets.config
+        if self._packets.cpu_only:
             if backend != "auto":
                 log.info("%s: demuxed packets decode on the CPU (asked for %s)", self._source.url, backend)
             backend = "cpu"
@@ -291,7 +277,7 @@ class VideoReader:
                 codec=c.codec,
                 pixel_format=self._decoder.get().pixel_format() or pix,
                 bit_depth=c.bit_depth,
-                rotation=rotation_degrees(t.rotation),
+                rotation=rotation_degrees(self._packets.rotation),
                 bit_rate=bit_rate,
                 begin_stream_seconds=begin,
                 container=self._packets.container,
