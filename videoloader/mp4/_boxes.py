@@ -169,17 +169,6 @@ def iter_children(buf: Buffer, parent: Box, *, max_children: int = 1_000_000) ->
             raise MP4ParseError(f"{buf.url}: more than {max_children} boxes inside '{parent.type}' at {parent.start}.")
 
 
-def find_child(buf: Buffer, parent: Box, btype: str) -> Box | None:
-    for child in iter_children(buf, parent):
-        if child.type == btype:
-            return child
-    return None
-
-
-def find_children(buf: Buffer, parent: Box, btype: str) -> list[Box]:
-    return [c for c in iter_children(buf, parent) if c.type == btype]
-
-
 class FieldReader:
     """Sequential big-endian reads inside one box body, each bounds-checked.
 
