@@ -202,3 +202,105 @@ def test_walk_reads_long_block_headers_in_a_second_step():
     assert [data[b.offset : b.offset + b.size] for b in got.blocks] == payloads
     assert [b.timestamp for b in got.blocks] == [7 + i for i in range(5)]
     assert min(sizes) == STEP_BYTES and max(sizes) > STEP_BYTES
+
+
+# -- frames by time, from the clusters around each time ---------------------------------------------------------
+
+NO_CUES = {"mkv_no_cues", "mkv_live"}
+
+
+def _times(ref, tb):
+    """Times inside, at the start of and at the end of frames across the video, GOP boundaries included."""
+    starts = [float(p * tb) for p, _ in ref]
+    ends = starts[1:] + [starts[-1] + (starts[-1] - starts[-2])]
+    picks = sorted({0, 1, len(ref) // 2, len(ref) - 2, len(ref) - 1, *range(11, len(ref), 13)})
+    out = []
+    for i in picks:
+        out.append((starts[i], i))
+        out.append((starts[i] + 0.4 * (ends[i] - starts[i]), i))
+    return out
+
+
+@pytest.mark.parametrize("name", CORPUS_MKV + VARIANTS)
+def test_frames_by_time_equal_sequential_decode(name, mkv_files):
+    """Frames by time come from the clusters around each time: exact, with the complete table's times."""
+    path = mkv_files[name]
+    ref = media.decode_all_frames(path)
+    with av.open(str(path)) as c:
+        tb = c.streams.video[0].time_base
+    times = _times(ref, tb)
+    with VideoReader(str(path), backend="cpu", index_cache=False) as r:
+        b = r.get_frames_played_at([t for t, _ in times])
+        lazy = not r._packets.has_table
+    assert lazy == (name not in NO_CUES)  # with Cues no walk over every cluster was needed
+    for row, (t, i) in enumerate(times):
+        assert np.array_equal(b.data[row].permute(1, 2, 0).numpy(), ref[i][1]), (name, t, i)
+        assert b.pts_seconds[row].item() == pytest.approx(float(ref[i][0] * tb))
+    with VideoReader(str(path), backend="cpu", index_cache=False) as full:
+        full.get_frames_at([0])  # the complete table, times served through frame indices
+        want = full.get_frames_played_at([t for t, _ in times])
+    assert b.pts_seconds.tolist() == want.pts_seconds.tolist()
+    assert b.duration_seconds.tolist() == want.duration_seconds.tolist()
+
+
+def test_frames_by_time_outside_the_video_raise(mkv_files):
+    path = mkv_files["mkv_h264"]
+    with VideoReader(str(path), backend="cpu", index_cache=False) as r:
+        r.get_frames_played_at([0.0])  # a first call, before any table
+        for t in (-0.5, 1e6, float("nan"), float("inf")):
+            with pytest.raises(IndexError):
+                r.get_frames_played_at([t])
+        n = r.metadata.num_frames  # the complete table, when asked
+        assert n == len(media.decode_all_frames(path))
+
+
+def test_frames_by_time_over_http_walk_only_nearby_clusters(tmp_path, http_server):
+    """At a time, the lazy reader reads the head, the Cues and a few clusters' headers; frame
+    indices later still get the complete table."""
+    path = media.make_video(tmp_path / "long.mkv", container="mkv", num_frames=300, gop=15, bframes=2)
+    ref = media.decode_all_frames(path)
+    with av.open(str(path)) as c:
+        tb = c.streams.video[0].time_base
+    url = http_server.add("long.mkv", path)
+    i = 200
+    t = float(ref[i][0] * tb)
+    with VideoReader(url, backend="cpu", index_cache=False) as full:
+        len(full)
+        walk_requests = full.transfer_stats.num_requests
+    with VideoReader(url, backend="cpu", index_cache=False) as r:
+        b = r.get_frames_played_at([t])
+        by_time = r.transfer_stats.num_requests
+        assert np.array_equal(b.data[0].permute(1, 2, 0).numpy(), ref[i][1])
+        assert by_time * 4 < walk_requests, (by_time, walk_requests)
+        assert len(r) == len(ref)
+        assert np.array_equal(r.get_frames_at([i]).data[0].permute(1, 2, 0).numpy(), ref[i][1])
+
+
+def _bump_cue_time(data: bytes, which: int) -> bytes:
+    """The file with the CueTime of cue point ``which`` one tick later (same length)."""
+    from videoloader.mkv._ebml import ID, Window, children, read_element
+
+    at = data.rfind(b"\x1c\x53\xbb\x6b")
+    w = Window(data, 0, "test")
+    cues = read_element(w, at)
+    points = [p for p in children(w, cues) if p.id == ID.CUE_POINT]
+    time = next(e for e in children(w, points[which]) if e.id == ID.CUE_TIME)
+    value = int.from_bytes(data[time.data_start : time.end], "big") + 1
+    return data[: time.data_start] + value.to_bytes(time.size, "big") + data[time.end :]
+
+
+def test_forged_cue_never_gives_a_wrong_frame(mkv_files, tmp_path, caplog):
+    """A cue whose time is not its keyframe's: that time is served from the complete table."""
+    path = mkv_files["mkv_h264"]
+    bad = tmp_path / "forged.mkv"
+    bad.write_bytes(_bump_cue_time(path.read_bytes(), 1))
+    ref = media.decode_all_frames(path)
+    with av.open(str(path)) as c:
+        tb = c.streams.video[0].time_base
+    times = _times(ref, tb)
+    with caplog.at_level("WARNING", logger="videoloader"):
+        with VideoReader(str(bad), backend="cpu", index_cache=False) as r:
+            b = r.get_frames_played_at([t for t, _ in times])
+    for row, (_t, i) in enumerate(times):
+        assert np.array_equal(b.data[row].permute(1, 2, 0).numpy(), ref[i][1])
+    assert any("does not point at a keyframe" in rec.getMessage() for rec in caplog.records)

@@ -6,23 +6,30 @@ Adding a container means one package that returns a :class:`SampleIndex` and
 one entry here. MP4 is tried first (its reader sniffs ISO-BMFF from the
 file's head and keeps those bytes); a head that starts with the EBML magic
 goes to the Matroska index, reusing the bytes already held.
+
+A Matroska file with Cues can open *lazily* (``open_container(...,
+lazy=True)``): its head, Info, Tracks and Cues only, enough for frames by time;
+the reader builds the complete table (a walk over every cluster) when frame
+indices are first needed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from ._errors import NotAVideoError
 from ._packets import SampleIndex
 from .mkv import load_index as load_matroska_index
 from .mkv import matroska_doc_type
+from .mkv._read import MatroskaHead, cached_index, open_head, store_index, walk_table
 from .mp4 import load_index
 
 if TYPE_CHECKING:  # pragma: no cover
     from .io import RangeSource
     from .mp4._read import CacheOption
 
-__all__ = ["load_container_index"]
+__all__ = ["load_container_index", "open_container"]
 
 #: Whether Matroska/WebM go through our index. Benchmarks turn it off to
 #: measure the demux fallback on the same files; nothing else should.
@@ -40,6 +47,17 @@ def load_container_index(source: RangeSource, *, track: int | None, cache: Cache
         ContainerError, SourceError: the container is ours but broken, or the
             bytes could not be read.
     """
+    container, found = open_container(source, track=track, cache=cache, lazy=False)
+    assert isinstance(found, SampleIndex)
+    return container, found
+
+
+def open_container(
+    source: RangeSource, *, track: int | None, cache: CacheOption, lazy: bool
+) -> tuple[str, SampleIndex | MatroskaHead]:
+    """As ``load_container_index``; with ``lazy``, a Matroska file whose Cues
+    place the video track's keyframes, and whose complete table is not in the
+    cache, gives its :class:`MatroskaHead` instead of the complete table."""
     stats = getattr(source, "stats", None)
     before = stats.snapshot() if stats is not None else None
     try:
@@ -48,7 +66,22 @@ def load_container_index(source: RangeSource, *, track: int | None, cache: Cache
         doc_type = matroska_doc_type(source) if _MATROSKA_INDEX else None
         if doc_type is None:
             raise
-    table = load_matroska_index(source, track=track, cache=cache)
+    hit = cached_index(source, track=track, cache=cache) if lazy else None
+    if hit is not None:
+        return doc_type, hit
+    if lazy:
+        head = open_head(source, track=track)
+        if head.cue_times:
+            if stats is not None and before is not None:
+                delta = stats.since(before)
+                head = dataclasses.replace(
+                    head, open_nbytes=int(delta.bytes_received), open_requests=int(delta.num_requests)
+                )
+            return doc_type, head
+        table = walk_table(head, source.read_ranges)
+        store_index(source, table, track=track, cache=cache)
+    else:
+        table = load_matroska_index(source, track=track, cache=cache)
     if table.index_requests and stats is not None and before is not None:
         # Count the head the MP4 sniff read too: it is part of what this index cost.
         delta = stats.since(before)

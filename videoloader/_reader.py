@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar,
 import numpy as np
 import torch
 
-from ._containers import load_container_index
+from ._containers import open_container
 from ._decode import decode_plan
 from ._errors import NotAVideoError, UnsupportedFormatError, VideoLoaderError
 from ._fork import ProcessLocal
 from ._index_packets import IndexPackets
 from ._indices import as_index, as_indices
+from ._matroska_packets import MatroskaPackets
 from ._output import OutputPlan, plan_output, rotation_degrees
 from ._packets import SampleIndex
 from ._plan import Plan, plan_frames
@@ -36,6 +37,7 @@ from .codecs import get_codec
 from .decoders import DecoderBackend, OutputSpec, select_backend
 from .io import RangeSource, TransferStats
 from .io._memory import in_memory_source
+from .mkv._read import MatroskaHead
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._demux import DemuxPackets
@@ -187,13 +189,19 @@ class VideoReader:
             self.close()
             raise
 
-    def _open_packets(self, track: int | None, index_cache: CacheOption) -> IndexPackets | DemuxPackets:
+    def _open_packets(
+        self, track: int | None, index_cache: CacheOption
+    ) -> IndexPackets | MatroskaPackets | DemuxPackets:
         try:
-            container, table = load_container_index(self._source, track=track, cache=index_cache)
+            container, table = open_container(self._source, track=track, cache=index_cache, lazy=True)
         except (NotAVideoError, UnsupportedFormatError) as e:
             log.info("%s: not indexable (%s); demuxing with FFmpeg", self._source.url, e)
         else:
-            if table.codec in INDEX_CODECS:
+            if isinstance(table, MatroskaHead):
+                if table.codec in INDEX_CODECS:
+                    return MatroskaPackets(self._source, table, track=track, cache=index_cache)
+                log.info("%s: codec %s is not on the index path; demuxing with FFmpeg", self._source.url, table.codec)
+            elif table.codec in INDEX_CODECS:
                 if table.num_frames == 0:
                     raise NotAVideoError(f"{self._source.url}: the video track has no frames to decode")
                 return IndexPackets(self._source, table, container=container)
@@ -299,7 +307,7 @@ class VideoReader:
     @property
     def index(self) -> SampleIndex | None:
         """The container index's packet table (None on the demux path)."""
-        return self._packets.table if isinstance(self._packets, IndexPackets) else None
+        return self._packets.table if self._packets.access_path == "index" else None
 
     @property
     def transfer_stats(self) -> TransferStats:
@@ -382,13 +390,14 @@ class VideoReader:
     def get_frames_played_at(self, seconds: Sequence[float]) -> FrameBatch:
         """The frame on screen at each time, in the order asked.
 
-        On the demux path, before anything needed the packet table, each time
-        is served by a seek to the keyframe before it and a decode forward, so
-        no whole-file pass is made.
+        Before anything needed the packet table, no whole-file pass is made: on
+        the demux path each time is served by a seek to the keyframe before it
+        and a decode forward; a Matroska file with Cues walks and decodes only
+        the clusters from the keyframe before the time.
         """
         self._check_open()
-        if not self._packets.has_table:  # only the demux source lacks a table until asked
-            demux = cast("DemuxPackets", self._packets)
+        if not self._packets.has_table:  # the demux and Matroska sources build their table when asked
+            demux = cast("DemuxPackets | MatroskaPackets", self._packets)
             secs = [float(t) for t in np.asarray(seconds, dtype=np.float64).reshape(-1)]
             tensors, pts, durs, fed = demux.frames_at_seconds(secs, self._decoder.get())
             self._count_fed(fed)

@@ -25,6 +25,7 @@ from ._types import Frame, FrameBatch
 if TYPE_CHECKING:  # pragma: no cover
     from ._demux import DemuxPackets
     from ._index_packets import IndexPackets
+    from ._matroska_packets import MatroskaPackets
     from .mp4._read import CacheOption
 
 __all__ = ["VideoDecoder"]
@@ -131,7 +132,9 @@ class VideoDecoder(VideoReader):
             **reader_options,
         )
 
-    def _open_packets(self, track: int | None, index_cache: CacheOption) -> IndexPackets | DemuxPackets:
+    def _open_packets(
+        self, track: int | None, index_cache: CacheOption
+    ) -> IndexPackets | MatroskaPackets | DemuxPackets:
         if self.stream_index is not None:
             track = self._track_of_stream(self.stream_index)
         return super()._open_packets(track, index_cache)

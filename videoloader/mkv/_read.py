@@ -1,15 +1,19 @@
-"""load_index: from a Matroska/WebM byte source to a complete SampleIndex.
+"""From a Matroska/WebM byte source to its head and to packet tables.
 
-Reads, in order: the file's head (the EBML header, the Segment header and,
-in files written by FFmpeg or mkvmerge, the SeekHead, Info and Tracks); the
-SeekHead's targets outside the head (Info, Tracks, Cues: one concurrent
-read); then the cluster walk (``_walk.py``), which reads only element headers,
-one concurrent round at a time, with lanes started at every Cues cluster
-position.
+``open_head`` reads, in order: the file's head (the EBML header, the Segment
+header and, in files written by FFmpeg or mkvmerge, the SeekHead, Info and
+Tracks); then the SeekHead's targets outside the head (Info, Tracks, Cues: one
+concurrent read). That is enough for the stream's setup and, with Cues, for
+finding the clusters around any time. ``walk_table`` then walks the clusters
+(``_walk.py``: element headers only, one concurrent round at a time, lanes
+started at every Cues cluster position) over the whole Segment (the complete
+table, exact frame indices) or over the clusters between two cue points (the
+frames around one time). ``load_index`` is the complete table, cached.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
@@ -21,13 +25,24 @@ from .._types import ByteRange
 from ..mp4._cache import cache_key
 from ..mp4._read import CacheOption, _CountingSource, _resolve_cache, _stats_delta, _stats_snapshot
 from ._ebml import ID, Element, Window, children, read_element, read_string, read_uint
-from ._tracks import codec_setup, parse_info, parse_tracks, select_track
-from ._walk import walk_clusters
+from ._tracks import SegmentInfo, TrackEntry, codec_setup, parse_info, parse_tracks, select_track
+from ._walk import ReadRanges, walk_clusters
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..io import RangeSource
 
-__all__ = ["EBML_MAGIC", "HEAD_BYTES", "load_index", "matroska_doc_type"]
+__all__ = [
+    "EBML_MAGIC",
+    "HEAD_BYTES",
+    "MatroskaHead",
+    "cached_index",
+    "load_index",
+    "matroska_doc_type",
+    "open_head",
+    "store_index",
+    "time_base",
+    "walk_table",
+]
 
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 HEAD_BYTES = 16 * 1024
@@ -55,20 +70,37 @@ def load_index(source: RangeSource, *, track: int | None = None, cache: CacheOpt
             the video track): the reader then demuxes with FFmpeg.
         TrackNotFoundError: ``track`` names no track, or a track that is not video.
     """
-    index_cache = _resolve_cache(cache)
-    url = source.url
-    key_url = _CACHE_PREFIX + url
-    if index_cache is not None and index_cache.may_hold(key_url):
-        hit = index_cache.get(cache_key(key_url, int(source.size), getattr(source, "validator", None), track))
-        if hit is not None:
-            return hit
+    hit = cached_index(source, track=track, cache=cache)
+    if hit is not None:
+        return hit
     snapshot = _stats_snapshot(source)
     counting = _CountingSource(source)
-    index = _build_index(counting, track=track)
+    head = open_head(counting, track=track)
+    index = walk_table(head, counting.read_ranges)
     index.index_nbytes, index.index_requests = _stats_delta(source, snapshot, counting)
-    if index_cache is not None:
-        index_cache.put(cache_key(key_url, int(source.size), getattr(source, "validator", None), track), index)
+    store_index(source, index, track=track, cache=cache)
     return index
+
+
+def cached_index(source: RangeSource, *, track: int | None, cache: CacheOption) -> SampleIndex | None:
+    """The complete table of ``source`` from the index cache, or None.
+
+    Validating an entry needs the size and validator (a HEAD on HTTP), which
+    the head read needs anyway.
+    """
+    index_cache = _resolve_cache(cache)
+    key_url = _CACHE_PREFIX + source.url
+    if index_cache is None or not index_cache.may_hold(key_url):
+        return None
+    return index_cache.get(cache_key(key_url, int(source.size), getattr(source, "validator", None), track))
+
+
+def store_index(source: RangeSource, index: SampleIndex, *, track: int | None, cache: CacheOption) -> None:
+    """Put a complete table in the index cache (nothing when ``cache`` is False)."""
+    index_cache = _resolve_cache(cache)
+    if index_cache is not None:
+        key = cache_key(_CACHE_PREFIX + source.url, int(source.size), getattr(source, "validator", None), track)
+        index_cache.put(key, index)
 
 
 def matroska_doc_type(source: RangeSource) -> str | None:
@@ -91,7 +123,7 @@ def matroska_doc_type(source: RangeSource) -> str | None:
         return "matroska"  # broken header: load_index says what is wrong
 
 
-def _read_head(source: _CountingSource) -> tuple[Window, int]:
+def _read_head(source: RangeSource | _CountingSource) -> tuple[Window, int]:
     url = source.url
     if hasattr(source, "read_head"):
         data = source.read_head(HEAD_BYTES, retain=True)
@@ -120,7 +152,7 @@ def _doc_type(w: Window, *, check: bool = True) -> tuple[str, int]:
     return doc_type, ebml.end
 
 
-def _read_element(source: _CountingSource, pos: int, limit: int, held: list[Window], what: str) -> Window:
+def _read_element(source: RangeSource | _CountingSource, pos: int, limit: int, held: list[Window], what: str) -> Window:
     """A window holding the whole (known-size) element at ``pos``."""
     url = source.url
     for w in held:
@@ -143,7 +175,60 @@ def _read_element(source: _CountingSource, pos: int, limit: int, held: list[Wind
     return w
 
 
-def _build_index(source: _CountingSource, *, track: int | None) -> SampleIndex:
+@dataclass(frozen=True)
+class MatroskaHead:
+    """What a Matroska file says before its clusters: enough to set up a decoder
+    and, with Cues, to find the clusters around any time."""
+
+    url: str
+    file_size: int
+    doc_type: str
+    seg_start: int
+    seg_end: int
+    head: Window
+    """The file's first bytes (the walk starts on them)."""
+    info: SegmentInfo
+    track: TrackEntry
+    codec: str
+    extradata: bytes | None
+    bit_depth: int | None
+    cluster_starts: tuple[int, ...]
+    """Every cluster position the Cues give (all tracks): lanes of the walk."""
+    cue_times: tuple[int, ...]
+    """Cue points of the video track: keyframe times (TimestampScale ticks), ascending."""
+    cue_positions: tuple[int, ...]
+    """The cluster holding each of ``cue_times``' keyframes (file offsets)."""
+    open_nbytes: int = 0
+    """Bytes read to get this far (the container sniff included), when counted."""
+    open_requests: int = 0
+
+    def region_at(self, i: int) -> tuple[int, int] | None:
+        """``(start, stop)`` file offsets of the clusters holding every frame shown
+        from cue ``i``'s keyframe until the next cue's.
+
+        From the cluster of cue ``i`` up to the cluster of cue ``i + 2``. Those
+        frames follow cue ``i``'s keyframe in the file, and can lie past the
+        next keyframe only as frames its GOP shows before it (open GOPs,
+        B-frames); frames past the cue after that are shown after the next
+        keyframe. None for ``i`` outside the cues.
+        """
+        if not 0 <= i < len(self.cue_positions):
+            return None
+        start = self.cue_positions[i]
+        stop = self.cue_positions[i + 2] if i + 2 < len(self.cue_positions) else self.seg_end
+        return start, stop
+
+
+def open_head(source: RangeSource | _CountingSource, *, track: int | None) -> MatroskaHead:
+    """Read a Matroska file's head, Info, Tracks and Cues (a few small requests).
+
+    Raises:
+        NotAVideoError: not EBML.
+        MatroskaParseError: broken elements.
+        UnsupportedFormatError: another DocType, no video track, a codec or
+            feature the index does not read.
+        TrackNotFoundError: ``track`` names no track, or a track that is not video.
+    """
     url = source.url
     head, size = _read_head(source)
     doc_type, pos = _doc_type(head)
@@ -204,24 +289,58 @@ def _build_index(source: _CountingSource, *, track: int | None) -> SampleIndex:
     codec, extradata, bit_depth = codec_setup(t, url)
 
     starts: list[int] = []
+    video: list[tuple[int, int]] = []
     if ID.CUES in found:
         try:
             w = _read_element(source, found[ID.CUES], seg_end, held, "Cues")
-            starts = _cue_positions(w, _checked(w, found[ID.CUES], ID.CUES, "Cues"), seg_start, seg_end)
+            starts, video = _cue_points(w, _checked(w, found[ID.CUES], ID.CUES, "Cues"), seg_start, seg_end, t.number)
         except MatroskaParseError:
-            starts = []  # damaged Cues only cost speed: the walk finds every cluster without them
-
-    walk = walk_clusters(
+            # Damaged Cues only cost speed: the walk finds every cluster without them.
+            starts, video = [], []
+    return MatroskaHead(
         url=url,
         file_size=size,
+        doc_type=doc_type,
         seg_start=seg_start,
         seg_end=seg_end,
-        track=t.number,
-        windows=[head],
-        read=source.read_ranges,
-        starts=starts,
+        head=head,
+        info=info,
+        track=t,
+        codec=codec,
+        extradata=extradata,
+        bit_depth=bit_depth,
+        cluster_starts=tuple(starts),
+        cue_times=tuple(ct for ct, _ in video),
+        cue_positions=tuple(cp for _, cp in video),
     )
-    return _table(walk.blocks, info.timestamp_scale, t, codec, extradata, bit_depth, size, url, doc_type)
+
+
+def walk_table(head: MatroskaHead, read: ReadRanges, region: tuple[int, int] | None = None) -> SampleIndex:
+    """The packet table of the video track: of the whole Segment, or of the
+    clusters in ``region`` (``(start, stop)`` file offsets of top-level
+    elements, as ``MatroskaHead.region_for`` gives)."""
+    start, stop = region if region is not None else (head.seg_start, head.seg_end)
+    walk = walk_clusters(
+        url=head.url,
+        file_size=head.file_size,
+        seg_start=start,
+        seg_end=stop,
+        track=head.track.number,
+        windows=[head.head],
+        read=read,
+        starts=[p for p in head.cluster_starts if start <= p < stop],
+    )
+    return _table(
+        walk.blocks,
+        head.info.timestamp_scale,
+        head.track,
+        head.codec,
+        head.extradata,
+        head.bit_depth,
+        head.file_size,
+        head.url,
+        head.doc_type,
+    )
 
 
 def _checked(w: Window, pos: int, eid: int, what: str) -> Element:
@@ -231,22 +350,52 @@ def _checked(w: Window, pos: int, eid: int, what: str) -> Element:
     return e
 
 
-def _cue_positions(w: Window, cues: Element, seg_start: int, seg_end: int) -> list[int]:
+def _cue_points(
+    w: Window, cues: Element, seg_start: int, seg_end: int, track: int
+) -> tuple[list[int], list[tuple[int, int]]]:
+    """Every cue's cluster position (sorted, all tracks), and ``(time, cluster
+    position)`` of the cues of ``track``, sorted by time, one per time."""
     out: set[int] = set()
+    video: dict[int, int] = {}
     for point in children(w, cues):
         if point.id != ID.CUE_POINT:
             continue
+        time: int | None = None
         for tp in children(w, point):
+            if tp.id == ID.CUE_TIME:
+                time = read_uint(w, tp, "CueTime")
             if tp.id != ID.CUE_TRACK_POSITIONS:
                 continue
+            cue_track = pos = None
             for e in children(w, tp):
                 if e.id == ID.CUE_CLUSTER_POSITION:
                     p = seg_start + read_uint(w, e, "CueClusterPosition")
                     if p < seg_end:
                         out.add(p)
+                        pos = p
+                elif e.id == ID.CUE_TRACK:
+                    cue_track = read_uint(w, e, "CueTrack")
+            if cue_track == track and pos is not None and time is not None:
+                video.setdefault(time, pos)
         if len(out) > MAX_CUE_POINTS:
             break
-    return sorted(out)
+    points = sorted(video.items())
+    # A cue list whose positions go backwards as times go forwards is not one
+    # this reader can trust for finding clusters by time.
+    if any(b[1] <= a[1] for a, b in zip(points, points[1:], strict=False)):
+        points = []
+    return sorted(out), points
+
+
+def time_base(scale: int, url: str) -> tuple[int, int]:
+    """``(timescale, multiplier)``: table ticks are 1/timescale s, one Matroska tick is ``multiplier`` of them.
+
+    FFmpeg's time base is TimestampScale / 10^9 s, reduced.
+    """
+    tb = Fraction(scale, 10**9)
+    if tb.denominator >= 1 << 31:
+        raise MatroskaParseError(f"{url}: TimestampScale {scale} gives a time base FFmpeg cannot hold.")
+    return tb.denominator, tb.numerator
 
 
 def _table(
@@ -263,11 +412,7 @@ def _table(
     from ._tracks import TrackEntry
 
     assert isinstance(t, TrackEntry)
-    # FFmpeg's time base is TimestampScale / 10^9 s, reduced.
-    tb = Fraction(scale, 10**9)
-    timescale, mult = tb.denominator, tb.numerator
-    if timescale >= 1 << 31:
-        raise MatroskaParseError(f"{url}: TimestampScale {scale} gives a time base FFmpeg cannot hold.")
+    timescale, mult = time_base(scale, url)
     n = len(blocks)
     offsets = np.fromiter((b.offset for b in blocks), dtype=np.int64, count=n)
     sizes = np.fromiter((b.size for b in blocks), dtype=np.int64, count=n)
