@@ -394,8 +394,11 @@ def measure_demux(server, kind: str, path: Path, frames: list[int], table: Packe
 def measure_long_matroska(mp4: Path, *, num_frames: int, latency_ms: float, seed: int, base: dict) -> dict[str, Any]:
     """The long 720p video stream-copied to Matroska: random frames at ``latency_ms``, index vs demux fallback.
 
-    One fresh ``get_frames_at([i])`` call per frame after the open; bytes are
-    the server's, seconds wall-clock (open included in the totals).
+    One fresh ``get_frames_at([i])`` call per frame after the open (by index),
+    and, on fresh readers, one ``get_frames_played_at([t])`` per frame at the
+    same frames' times (by time: the index walks only the clusters around each
+    time, the demux seeks); bytes are the server's, seconds wall-clock (open
+    included in the totals).
     """
     import videoloader
 
@@ -412,9 +415,17 @@ def measure_long_matroska(mp4: Path, *, num_frames: int, latency_ms: float, seed
     out: dict[str, Any] = {"file_bytes": len(data), "num_frames": table.num_frames, "frames": frames}
     rec = dict(base, bench="bandwidth", video=mkv.stem, file_bytes=len(data), latency_ms=latency_ms)
     out["minimal_bytes"] = sum(table.minimal_bytes([f]) for f in frames)
+    # Each frame's start time (FFmpeg's), a little inside the frame.
+    times = [float(table.frame_pts(f) * table.time_base) + 1e-4 for f in frames]
     with LoopbackServer(latency_seconds=latency_ms / 1000) as server:
-        for path_name, off in (("index", False), ("demux", True)):
-            name = f"long-{path_name}.mkv"
+        for path_name, off, by_time in (
+            ("index", False, True),
+            ("demux", True, True),
+            ("index", False, False),
+            ("demux", True, False),
+        ):
+            key = f"{path_name}, by {'time' if by_time else 'index'}"
+            name = f"long-{path_name}-{'t' if by_time else 'i'}.mkv"
             url = server.add(name, data)
             m = Meter(server, name)
             before = m.read()
@@ -427,15 +438,20 @@ def measure_long_matroska(mp4: Path, *, num_frames: int, latency_ms: float, seed
             d_open = m.delta(before)
             t_open = time.perf_counter() - t0
             per = []
-            for f in frames:
+            pts = []
+            for j, f in enumerate(frames):
                 b = m.read()
                 t1 = time.perf_counter()
-                reader.get_frames_at([f])
+                if by_time:
+                    got = reader.get_frames_played_at([times[j]])
+                else:
+                    got = reader.get_frames_at([f])
+                pts.append(float(got.pts_seconds[0]))
                 per.append(dict(frame=f, seconds=time.perf_counter() - t1, **m.delta(b)))
             reader.close()
             total = time.perf_counter() - t0
             row = dict(
-                access_path=path_name,
+                access_path=key,
                 open_bytes=d_open["bytes"],
                 open_requests=d_open["requests"],
                 open_seconds=t_open,
@@ -444,12 +460,13 @@ def measure_long_matroska(mp4: Path, *, num_frames: int, latency_ms: float, seed
                 frame_seconds=sum(r["seconds"] for r in per),
                 total_seconds=total,
                 per_frame=per,
+                pts_seconds=pts,
             )
-            out[path_name] = row
+            out[key] = row
             emit(
                 rec,
                 reader=f"videoloader-{path_name}",
-                op="open+frames",
+                op=f"open+frames by {'time' if by_time else 'index'}",
                 frames=len(frames),
                 seconds=total,
                 bytes_received=row["open_bytes"] + row["frame_bytes"],
@@ -472,9 +489,15 @@ def long_matroska_rows(v: dict[str, Any]) -> list[dict[str, Any]]:
             "requests/frame": r["frame_requests"] / k,
             "s/frame": r["frame_seconds"] / k,
             "total s": r["total_seconds"],
+            "same frames": _same_pts(r["pts_seconds"], v["index, by index"]["pts_seconds"]),
         }
-        for r in (v["index"], v["demux"])
+        for key, r in v.items()
+        if isinstance(r, dict) and "access_path" in r
     ]
+
+
+def _same_pts(a: list[float], b: list[float]) -> bool:
+    return len(a) == len(b) and all(abs(x - y) < 1e-6 for x, y in zip(a, b, strict=True))
 
 
 LONG_COLUMNS = [
@@ -488,6 +511,7 @@ LONG_COLUMNS = [
     "requests/frame",
     "s/frame",
     "total s",
+    "same frames",
 ]
 
 

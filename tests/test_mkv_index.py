@@ -221,8 +221,16 @@ def _times(ref, tb):
     return out
 
 
+@pytest.fixture
+def regions_only(monkeypatch):
+    """Walk a region for every time: the complete walk never looks cheaper (one cluster per wave)."""
+    import videoloader._matroska_packets as mp
+
+    monkeypatch.setattr(mp, "LANES_PER_WAVE", 1)
+
+
 @pytest.mark.parametrize("name", CORPUS_MKV + VARIANTS)
-def test_frames_by_time_equal_sequential_decode(name, mkv_files):
+def test_frames_by_time_equal_sequential_decode(name, mkv_files, regions_only):
     """Frames by time come from the clusters around each time: exact, with the complete table's times."""
     path = mkv_files[name]
     ref = media.decode_all_frames(path)
@@ -276,6 +284,23 @@ def test_frames_by_time_over_http_walk_only_nearby_clusters(tmp_path, http_serve
         assert np.array_equal(r.get_frames_at([i]).data[0].permute(1, 2, 0).numpy(), ref[i][1])
 
 
+def test_frames_by_time_build_the_complete_table_once_regions_cost_as_much(mkv_files):
+    """On a file of few clusters the first region walk already costs what the complete walk
+    would: the next time builds the complete table, and every frame stays exact."""
+    path = mkv_files["mkv_h264"]
+    ref = media.decode_all_frames(path)
+    with av.open(str(path)) as c:
+        tb = c.streams.video[0].time_base
+    with VideoReader(str(path), backend="cpu", index_cache=False) as r:
+        first = r.get_frames_played_at([float(ref[40][0] * tb)])
+        assert not r._packets.has_table
+        later = r.get_frames_played_at([float(ref[5][0] * tb), float(ref[50][0] * tb)])
+        assert r._packets.has_table
+    assert np.array_equal(first.data[0].permute(1, 2, 0).numpy(), ref[40][1])
+    for row, i in enumerate((5, 50)):
+        assert np.array_equal(later.data[row].permute(1, 2, 0).numpy(), ref[i][1])
+
+
 def _bump_cue_time(data: bytes, which: int) -> bytes:
     """The file with the CueTime of cue point ``which`` one tick later (same length)."""
     from videoloader.mkv._ebml import ID, Window, children, read_element
@@ -289,7 +314,7 @@ def _bump_cue_time(data: bytes, which: int) -> bytes:
     return data[: time.data_start] + value.to_bytes(time.size, "big") + data[time.end :]
 
 
-def test_forged_cue_never_gives_a_wrong_frame(mkv_files, tmp_path, caplog):
+def test_forged_cue_never_gives_a_wrong_frame(mkv_files, tmp_path, caplog, regions_only):
     """A cue whose time is not its keyframe's: that time is served from the complete table."""
     path = mkv_files["mkv_h264"]
     bad = tmp_path / "forged.mkv"

@@ -11,6 +11,14 @@ like any table), and builds the complete table (cached like the MP4 index) the
 first time something needs frame indices: ``metadata``, ``len``,
 ``get_frames_at``.
 
+A region's walk is as deep as a GOP is long (a block's header gives the next
+block's position: one round trip per block), and the complete walk is just as
+deep, only wider: on a file of few clusters it costs about as much as one
+region. So regions are walked only until their walks would have paid for the
+complete one (about ``clusters / LANES_PER_WAVE`` regions: the ski-rental
+rule, never more than twice the better choice in hindsight); then the complete
+table is built and serves every later time.
+
 A region whose first block is not the keyframe its cue promises (damaged or
 forged Cues) is never decoded from: that time is served from the complete
 table instead.
@@ -45,6 +53,10 @@ log = logging.getLogger("videoloader")
 
 #: Walked regions kept for later calls (each a few clusters' packet table).
 REGIONS_KEPT = 32
+#: Cluster lanes one round of the walk reads at once (RangeSource's default
+#: ``max_concurrency``): the complete walk takes about ``clusters / this``
+#: times as long as the walk of one region.
+LANES_PER_WAVE = 16
 
 
 class MatroskaPackets:
@@ -82,6 +94,9 @@ class MatroskaPackets:
         self._cue_seconds = cue_ticks.astype(np.float64) / self._timescale
         self._full: IndexPackets | None = None
         self._regions: collections.OrderedDict[tuple[int, int], SampleIndex | None] = collections.OrderedDict()
+        self._regions_walked = 0
+        # The complete walk's cost in region walks: its rounds take one wave per LANES_PER_WAVE clusters.
+        self._walk_cost = max(1, -(-len(head.cluster_starts) // LANES_PER_WAVE))
 
     # -- the complete table -------------------------------------------------------------------
 
@@ -183,6 +198,9 @@ class MatroskaPackets:
             self._regions.move_to_end(region)
             cached = self._regions[region]
             return cached if cached is not None else self._complete().table
+        if self._regions_walked >= self._walk_cost:
+            return self._complete().table  # the regions walked so far would have paid for it
+        self._regions_walked += 1
         table: SampleIndex | None = walk_table(self.head, self.source.read_ranges, region)
         assert table is not None
         cue_pts = int(self.head.cue_times[i]) * self._mult
