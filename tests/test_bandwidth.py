@@ -60,11 +60,10 @@ def test_random_frames_cost_within_10_percent_of_minimal(name, corpus, http_serv
     minimal = sum(_minimal_bytes(path, targets))
     ratio = got / minimal
     if "audio" in media.KINDS[name].features:
-        # Default coalescing bridges the few-hundred-byte audio chunks between
-        # video chunks: 4 requests instead of 30 here, each split saving less
-        # than one request's HTTP headers. Bytes-only, it costs a few percent;
-        # with coalescing off the reader is at the minimum.
-        assert ratio <= 1.15, f"{name}: fetched {got} bytes, minimum {minimal} ({ratio:.3f}x)"
+        # The few-hundred-byte audio chunks between video chunks are skipped,
+        # except the smallest gaps, bridged to keep the call in one wave of
+        # max_concurrency requests; with coalescing off the reader is at the minimum.
+        assert ratio <= 1.05, f"{name}: fetched {got} bytes, minimum {minimal} ({ratio:.3f}x)"
         url0 = http_server.add("nogap_" + path.name, path)
         got0, _ = _fetch_random_frames(
             "nogap_" + path.name, url0, http_server, name, source_options={"coalesce_gap_bytes": 0}

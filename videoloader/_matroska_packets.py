@@ -15,7 +15,7 @@ A region's walk is as deep as a GOP is long (a block's header gives the next
 block's position: one round trip per block), and the complete walk is just as
 deep, only wider: on a file of few clusters it costs about as much as one
 region. So regions are walked only until their walks would have paid for the
-complete one (about ``clusters / LANES_PER_WAVE`` regions: the ski-rental
+complete one (about ``clusters / max_concurrency`` regions: the ski-rental
 rule, never more than twice the better choice in hindsight); then the complete
 table is built and serves every later time.
 
@@ -53,10 +53,10 @@ log = logging.getLogger("videoloader")
 
 #: Walked regions kept for later calls (each a few clusters' packet table).
 REGIONS_KEPT = 32
-#: Cluster lanes one round of the walk reads at once (RangeSource's default
-#: ``max_concurrency``): the complete walk takes about ``clusters / this``
-#: times as long as the walk of one region.
-LANES_PER_WAVE = 16
+#: Cluster lanes one round of the walk reads at once, at most (the source's
+#: ``max_concurrency`` bounds it too): the complete walk takes about
+#: ``clusters / lanes`` times as long as the walk of one region.
+LANES_PER_WAVE = 64
 
 
 class MatroskaPackets:
@@ -96,7 +96,8 @@ class MatroskaPackets:
         self._regions: collections.OrderedDict[tuple[int, int], SampleIndex | None] = collections.OrderedDict()
         self._regions_walked = 0
         # The complete walk's cost in region walks: its rounds take one wave per LANES_PER_WAVE clusters.
-        self._walk_cost = max(1, -(-len(head.cluster_starts) // LANES_PER_WAVE))
+        lanes = min(LANES_PER_WAVE, int(getattr(source, "max_concurrency", LANES_PER_WAVE)))
+        self._walk_cost = max(1, -(-len(head.cluster_starts) // lanes))
 
     # -- the complete table -------------------------------------------------------------------
 

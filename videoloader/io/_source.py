@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import bisect
 import functools
 import logging
+import operator
 import os
 import threading
 import warnings
 import weakref
 from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING, Any, TypedDict
+from typing import IO, TYPE_CHECKING, Any, SupportsIndex, TypedDict
 
 from .._errors import RangeRequestError, SourceError, TruncatedFileError
 from .._fork import ProcessLocal
 from .._types import ByteRange
-from ._coalesce import COALESCE_GAP_BYTES, coalesce_ranges
+from ._coalesce import COALESCE_GAP_BYTES, ROUND_TRIP_COST_BYTES, coalesce_ranges
 from ._common import Backend, Identity, describe, safe_cause
 from ._redact import _split_chain, redact_url
 from ._retry import RetryPolicy
@@ -43,11 +43,14 @@ READ_AHEAD_BYTES = 256 * 1024
 # first, then box by box) often hold a small moov and the first samples (or a
 # whole small file).
 RETAIN_BYTES = 1024 * 1024
+#: Requests one ``read_ranges`` call keeps in flight at once, by default.
+DEFAULT_MAX_CONCURRENCY = 64
 
 _CONFIG = (
     "_source",
     "_storage_options",
     "_coalesce_gap_bytes",
+    "_round_trip_cost_bytes",
     "_max_concurrency",
     "_retry",
     "_connect_timeout_seconds",
@@ -62,8 +65,12 @@ _CONFIG = (
 class RangeSource:
     """Byte ranges of one object behind a URL, path or fsspec file, read the cheap and safe way.
 
-    * Ranges closer than ``coalesce_gap_bytes`` are merged into one request;
-      independent requests run concurrently (HTTP and async filesystems).
+    * Ranges closer than ``coalesce_gap_bytes`` (one request's cost in bytes)
+      are merged into one request; independent requests run concurrently
+      (HTTP and async filesystems), up to ``max_concurrency`` at once. A call
+      needing more requests than that bridges its smallest further gaps while
+      the round trips saved are worth more than the bytes added
+      (``round_trip_cost_bytes`` each; see ``videoloader.io._coalesce``).
     * HTTP replies are checked: 206 with exactly the bytes asked, same ETag /
       Last-Modified / size as at open (``SourceChangedError`` otherwise); a
       server ignoring Range is caught at the status line (``RangeRequestError``,
@@ -104,8 +111,21 @@ class RangeSource:
             request and ``client_kwargs`` to the ``aiohttp.ClientSession``;
             ``forward_headers_on_redirect=True`` keeps the credentials on a
             redirect to another origin (default False: they are dropped).
-        coalesce_gap_bytes: merge ranges whose gap is smaller than this.
+        coalesce_gap_bytes: what one more request costs, in bytes: ranges whose
+            gap is smaller are merged (the gap is fetched and thrown away).
+            Default 256, the low end of a 206 reply's headers (bytes only: the
+            users pay per byte); on S3/GCS, where a GET fee is worth about 4 KiB
+            of egress, 4096 minimises the bill. 0: only overlapping or adjacent
+            ranges merge, except to save a round trip.
         max_concurrency: requests in flight at once for one ``read_ranges`` call.
+            Default 64: the container indexes read many small headers at once
+            (a fragmented MP4's moofs, a Matroska walk's block headers: one
+            per cluster per round), and each wave past this costs a round
+            trip; 64 keeps a 10-minute file's index to a few waves per round.
+        round_trip_cost_bytes: what one more round trip (a wave of up to
+            ``max_concurrency`` requests) is worth, in bytes: latency x
+            bandwidth. Default 256 KiB (20 ms at 100 Mbit/s); 0: never bridge a
+            gap to save a round trip.
         retry: how transient faults are retried.
         connect_timeout_seconds: TCP/TLS connect timeout per attempt.
         read_timeout_seconds: longest wait for the next bytes of a reply; each
@@ -130,7 +150,8 @@ class RangeSource:
         *,
         storage_options: dict[str, Any] | None = None,
         coalesce_gap_bytes: int = COALESCE_GAP_BYTES,
-        max_concurrency: int = 16,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        round_trip_cost_bytes: int = ROUND_TRIP_COST_BYTES,
         retry: RetryPolicy | None = None,
         connect_timeout_seconds: float = 10.0,
         read_timeout_seconds: float = 30.0,
@@ -142,8 +163,8 @@ class RangeSource:
             source = os.fspath(source)
         if isinstance(source, bytes):
             raise TypeError("RangeSource: pass the URL or path as str, not bytes")
-        if coalesce_gap_bytes < 0:
-            raise ValueError(f"RangeSource.coalesce_gap_bytes must be >= 0, got {coalesce_gap_bytes}")
+        coalesce_gap_bytes = _byte_count("coalesce_gap_bytes", coalesce_gap_bytes)
+        round_trip_cost_bytes = _byte_count("round_trip_cost_bytes", round_trip_cost_bytes)
         if max_concurrency < 1:
             raise ValueError(f"RangeSource.max_concurrency must be >= 1, got {max_concurrency}")
         if not (connect_timeout_seconds > 0 and read_timeout_seconds > 0):
@@ -157,6 +178,7 @@ class RangeSource:
         self._storage_options = dict(storage_options or {})
         self._coalesce_gap_bytes = int(coalesce_gap_bytes)
         self._max_concurrency = int(max_concurrency)
+        self._round_trip_cost_bytes = int(round_trip_cost_bytes)
         self._retry = retry if retry is not None else RetryPolicy()
         self._connect_timeout_seconds = float(connect_timeout_seconds)
         self._read_timeout_seconds = float(read_timeout_seconds)
@@ -201,6 +223,11 @@ class RangeSource:
     def url(self) -> str:
         """The source with credentials and query string removed: safe to log."""
         return self._url
+
+    @property
+    def max_concurrency(self) -> int:
+        """Requests in flight at once for one ``read_ranges`` call."""
+        return self._max_concurrency
 
     @property
     def stats(self) -> TransferStats:
@@ -280,21 +307,14 @@ class RangeSource:
         return out
 
     def _coalesce_around_retained(self, ranges: list[ByteRange]) -> tuple[list[ByteRange], list[tuple[int, int]]]:
-        """Coalesce sorted ranges, never bridging bytes already held in memory."""
-        if not self._retained:
-            return coalesce_ranges(ranges, self._coalesce_gap_bytes)
-        cuts = sorted({start for start, _ in self._retained})
-        clusters: dict[int, list[int]] = {}
-        for i, r in enumerate(ranges):
-            clusters.setdefault(bisect.bisect_right(cuts, r.start), []).append(i)
-        merged: list[ByteRange] = []
-        where: list[tuple[int, int]] = [(0, 0)] * len(ranges)
-        for members in clusters.values():
-            m, w = coalesce_ranges([ranges[i] for i in members], self._coalesce_gap_bytes)
-            for i, (k, offset) in zip(members, w, strict=False):
-                where[i] = (len(merged) + k, offset)
-            merged.extend(m)
-        return merged, where
+        """Coalesce ranges by cost (``coalesce_ranges``), never bridging bytes already held in memory."""
+        return coalesce_ranges(
+            ranges,
+            self._coalesce_gap_bytes,
+            max_concurrency=self._max_concurrency,
+            round_trip_cost_bytes=self._round_trip_cost_bytes,
+            barriers=[start for start, _ in self._retained],
+        )
 
     def _split_retained(self, r: ByteRange) -> list[tuple[int, int, bytes | None]]:
         """``[(start, stop, bytes or None)]`` covering ``r``: held bytes, or None to fetch."""
@@ -532,6 +552,14 @@ def _untracked_reason(source: object, redacted: str) -> str | None:
     if fs is not None and _opaque_filesystem(fs):
         return _untracked_message(redacted)
     return None
+
+
+def _byte_count(name: str, value: object) -> int:
+    """``value`` as a whole number of bytes >= 0, else ``ValueError`` naming the keyword."""
+    count = operator.index(value) if isinstance(value, SupportsIndex) and not isinstance(value, bool) else -1
+    if count < 0:
+        raise ValueError(f"RangeSource.{name} must be a whole number of bytes >= 0, got {value!r}")
+    return count
 
 
 def _describe_source(source: object) -> str:

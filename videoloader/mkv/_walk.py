@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 
 from .._errors import MatroskaParseError, UnsupportedFormatError
 from .._types import ByteRange
-from ..io._coalesce import COALESCE_GAP_BYTES
 from ._ebml import ID, LEVEL1_IDS, Window, header_len_at, read_element
 
 __all__ = ["Block", "WalkResult", "walk_clusters"]
@@ -39,9 +38,9 @@ STEP_BYTES = 16
 #: number is 20 bytes; a 4-byte ID with an 8-byte size is 12).
 MAX_STEP_BYTES = 32
 #: Ranges of one round closer than this are read as one (and every lane in the
-#: merged window steps through it): the gap RangeSource coalesces anyway, so
-#: the walk keeps the bytes it pays for instead of reading them again.
-MERGE_GAP_BYTES = COALESCE_GAP_BYTES
+#: merged window steps through it): a few KiB of block payload buy the lanes
+#: in the window their next headers without another round.
+MERGE_GAP_BYTES = 8 * 1024
 #: Blocks of all tracks a walk may visit (every block is at least a few bytes,
 #: so a file cannot claim more than its size allows; this caps the work).
 MAX_BLOCKS = 1 << 26
