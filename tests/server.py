@@ -30,7 +30,9 @@ Per-object quirks (``add(..., claim_size=N)``: a server that lies about the
 object's size in ``Content-Length`` / ``Content-Range``, announcing every
 range in full but sending only the bytes it has, then closing) and
 server-wide ones (``ssl_context=``: serve HTTPS; ``add_redirect`` to an
-absolute URL: a redirect to another origin, e.g. a second LoopbackServer).
+absolute URL: a redirect to another origin, e.g. a second LoopbackServer;
+``rate_limit_bps=`` / ``total_rate_limit_bps=``: bandwidth caps per connection
+and for all connections together, off by default).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FAULT_KINDS", "Fault", "LoopbackServer", "ServedObject"]
+__all__ = ["FAULT_KINDS", "Fault", "LoopbackServer", "ServedObject", "TokenBucket"]
 
 FAULT_KINDS = frozenset(
     {
@@ -129,6 +131,40 @@ class ServedObject:
         return email.utils.formatdate(self.modified, usegmt=True)
 
 
+class TokenBucket:
+    """Paces body bytes to ``rate`` bytes per second: one connection's, or all of them when shared.
+
+    A link's serialisation delay: a body of n bytes takes n / rate seconds to
+    leave, so a benchmark sees what a bandwidth-limited origin costs, not just
+    its latency. The bucket starts empty and holds at most ``burst`` bytes of
+    credit, so an idle link sends at most ``burst`` bytes at once, and sleeping
+    longer than asked (a busy event loop) is made up for by the credit that
+    piled up meanwhile. Takers sharing a bucket queue up through its debt: each
+    waits until everything taken before it has been paid back at ``rate``.
+    """
+
+    def __init__(self, rate: float, burst: int = _CHUNK_BYTES) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, got {rate!r}")
+        self.rate = float(rate)
+        self.burst = max(int(burst), 1)
+        self._tokens = 0.0
+        self._stamp = time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    async def take(self, n: int) -> None:
+        """Wait until ``n`` bytes may be sent (any ``n``: credit may go negative, then it is paid back)."""
+        self._refill()
+        self._tokens -= n
+        if self._tokens < 0:
+            await asyncio.sleep(-self._tokens / self.rate)
+            self._refill()
+
+
 class _FaultQueue:
     """A thread-safe queue of one-shot faults (``append`` strings or Fault objects)."""
 
@@ -167,6 +203,14 @@ class LoopbackServer:
         honour_range: False makes every object answer Range with 200 + the whole body.
         slow_seconds: how long "slow" and "stall" faults wait.
         ssl_context: an ``ssl.SSLContext`` to serve HTTPS instead of HTTP.
+        rate_limit_bps: cap every connection's body bytes at this many bits per second
+            (a :class:`TokenBucket` per connection, e.g. ``100e6`` for 100 Mbit/s);
+            None (the default) sends as fast as the socket takes them. Concurrent
+            connections are each capped, not their sum (a per-connection limit, as
+            object stores and CDNs apply). Headers are not paced.
+        total_rate_limit_bps: cap the body bytes of all connections together (one
+            :class:`TokenBucket` shared by every connection: the client's own link);
+            None (the default) for no shared cap. Combines with ``rate_limit_bps``.
     """
 
     def __init__(
@@ -176,8 +220,14 @@ class LoopbackServer:
         honour_range: bool = True,
         slow_seconds: float = 5.0,
         ssl_context: Any = None,
+        rate_limit_bps: float | None = None,
+        total_rate_limit_bps: float | None = None,
     ) -> None:
         self.ssl_context = ssl_context
+        self.rate_limit_bps = rate_limit_bps
+        self._buckets: dict[asyncio.StreamWriter, TokenBucket] = {}
+        self.total_rate_limit_bps = total_rate_limit_bps
+        self._total_bucket = TokenBucket(total_rate_limit_bps / 8) if total_rate_limit_bps else None
         self.latency_seconds = latency_seconds
         self.honour_range = honour_range
         self.slow_seconds = slow_seconds
@@ -351,6 +401,8 @@ class LoopbackServer:
         # of plaintext bytes anyway.)
         if self.ssl_context is None:
             writer.transport.set_write_buffer_limits(high=0)
+        if self.rate_limit_bps:
+            self._buckets[writer] = TokenBucket(self.rate_limit_bps / 8)
         try:
             while True:
                 try:
@@ -376,6 +428,7 @@ class LoopbackServer:
         finally:
             self._open_connections -= 1
             self._tasks.discard(task)
+            self._buckets.pop(writer, None)
             try:
                 writer.close()
             except Exception:
@@ -499,6 +552,7 @@ class LoopbackServer:
         lines += [f"{k}: {v}" for k, v in headers.items()]
         entry = self._log(method, path, range_header, status)
         transport = writer.transport
+        bucket = self._buckets.get(writer)
         try:
             writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
             await writer.drain()
@@ -510,6 +564,10 @@ class LoopbackServer:
                     # Count before writing: a test reading the counter right after its read must
                     # not race this thread (the GIL may switch between send() and a later count).
                     # If the connection then fails, what was still buffered in-process never left.
+                    if bucket is not None:
+                        await bucket.take(len(chunk))
+                    if self._total_bucket is not None:
+                        await self._total_bucket.take(len(chunk))
                     if transport.is_closing():
                         raise ConnectionResetError("client went away")
                     self._count(path, entry, len(chunk))
