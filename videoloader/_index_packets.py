@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 from ._errors import CorruptVideoError
 from ._packets import SampleIndex
 from ._plan import DecodeGroup
+from ._types import ByteRange
 from .decoders import StreamConfig
-from .io import RangeSource
 
 __all__ = ["PIPELINE_BATCH_BYTES", "IndexPackets"]
 
@@ -24,6 +25,15 @@ __all__ = ["PIPELINE_BATCH_BYTES", "IndexPackets"]
 PIPELINE_BATCH_BYTES = 16 * 1024 * 1024
 
 SampleBytes = Iterator[tuple[int, memoryview]]
+
+
+class RangeReader(Protocol):
+    """What the index packets read from: a ``RangeSource``, or bytes already held in front of one."""
+
+    @property
+    def url(self) -> str: ...
+
+    def read_ranges(self, ranges: Sequence[ByteRange], *, retain: bool = False) -> list[bytes]: ...
 
 
 class IndexPackets:
@@ -39,7 +49,7 @@ class IndexPackets:
     has_table = True
     cpu_only = False
 
-    def __init__(self, source: RangeSource, table: SampleIndex, *, container: str = "mp4") -> None:
+    def __init__(self, source: RangeReader, table: SampleIndex, *, container: str = "mp4") -> None:
         self.source = source
         self.table = table
         self.container = container

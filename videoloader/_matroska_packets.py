@@ -1,32 +1,39 @@
-"""Matroska packets: frames by time from the clusters around them, the complete table only when asked.
+"""Matroska packets: frames by time from the blocks around them, the complete table only when asked.
 
 Matroska keeps no sample table: exact frame indices need a walk over every
-cluster's element headers, one round trip per block of a cluster (lanes run
-concurrently, but a 10-minute file is still thousands of requests). Times need
-much less: the Cues give the keyframe at or before any time, and the frame on
-screen then lies in the clusters from that keyframe to the second keyframe
-after it. So this packet source opens with the head and the Cues only, serves
-``get_frames_played_at`` from those few clusters (walked, planned and decoded
-like any table), and builds the complete table (cached like the MP4 index) the
-first time something needs frame indices: ``metadata``, ``len``,
-``get_frames_at``.
+cluster's element headers, one round trip per block of a cluster (clusters
+run concurrently, but a 10-minute file is still thousands of requests). Times
+need much less: the Cues give the keyframe at or before any time, and the
+frame on screen follows it. So this packet source opens with the head and the
+Cues only, serves ``get_frames_played_at`` from the blocks after that keyframe
+(walked, planned and decoded like any table), and builds the complete table
+(cached like the MP4 index) the first time something needs frame indices:
+``metadata``, ``len``, ``get_frames_at``.
 
-A region's walk is as deep as a GOP is long (a block's header gives the next
-block's position: one round trip per block), and the complete walk is just as
-deep, only wider: on a file of few clusters it costs about as much as one
-region. So regions are walked only until their walks would have paid for the
-complete one (about ``clusters / max_concurrency`` regions: the ski-rental
-rule, never more than twice the better choice in hindsight); then the complete
-table is built and serves every later time.
+The walk from a keyframe reads *through* the payloads that lie before the
+time (the decode needs them anyway: the reads are sized on the bytes per frame
+seen so far, a little short of the estimate), then block headers only, and
+stops as soon as no later block can be shown at or before the time: the
+stream's reorder bound (0 for VP8/VP9/AV1; H.264/HEVC say theirs in the SPS)
+says when. Without a bound it walks on to the second keyframe after (a GOP's
+frames shown before its keyframe can lie past the next keyframe). The payloads
+read are decoded from memory; on B-frame streams they include the disposable
+frames a plan would skip (about a tenth more bytes than by index).
 
-A region whose first block is not the keyframe its cue promises (damaged or
-forged Cues) is never decoded from: that time is served from the complete
-table instead.
+The walks are cheap but not free, and the complete walk serves every later
+time: walks are made only until their rounds would have paid for it (about
+one round per block of a cluster, one wave per ``max_concurrency`` clusters:
+the ski-rental rule, never more than twice the better choice in hindsight).
+
+A walk whose first block is not the keyframe its cue promises (damaged or
+forged Cues), or whose frames come out of order beyond the stream's bound, is
+never decoded from: that time is served from the complete table instead.
 """
 
 from __future__ import annotations
 
 import collections
+import heapq
 import logging
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -37,9 +44,12 @@ import numpy as np
 from ._index_packets import IndexPackets
 from ._packets import SampleIndex
 from ._plan import DecodeGroup, plan_frames
-from .codecs import get_codec
+from ._types import ByteRange
+from .codecs import get_codec, reorder_depth
 from .decoders import DecoderBackend, StreamConfig
-from .mkv._read import MatroskaHead, store_index, time_base, walk_table
+from .mkv._ebml import Window
+from .mkv._read import MatroskaHead, blocks_table, store_index, time_base, walk_table
+from .mkv._walk import Block, walk_one_lane
 from .mp4._read import CacheOption
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,8 +61,11 @@ __all__ = ["MatroskaPackets"]
 
 log = logging.getLogger("videoloader")
 
-#: Walked regions kept for later calls (each a few clusters' packet table).
+#: Walks kept for later calls (each the packet table of a few clusters).
 REGIONS_KEPT = 32
+#: The share of the bytes estimated to lie before a time that a walk reads
+#: through at once: below 1, so that it rarely reads past what the decode needs.
+READ_THROUGH_SHARE = 0.75
 #: Cluster lanes one round of the walk reads at once, at most (the source's
 #: ``max_concurrency`` bounds it too): the complete walk takes about
 #: ``clusters / lanes`` times as long as the walk of one region.
@@ -93,11 +106,14 @@ class MatroskaPackets:
         cue_ticks = np.asarray(head.cue_times, dtype=np.int64) * self._mult
         self._cue_seconds = cue_ticks.astype(np.float64) / self._timescale
         self._full: IndexPackets | None = None
-        self._regions: collections.OrderedDict[tuple[int, int], SampleIndex | None] = collections.OrderedDict()
-        self._regions_walked = 0
-        # The complete walk's cost in region walks: its rounds take one wave per LANES_PER_WAVE clusters.
+        self._full_near: _Near | None = None
+        self._walked: dict[int, list[_Near]] = {}
+        self._walked_order: collections.deque[int] = collections.deque()
+        self._rented_rounds = 0
+        self._blocks_per_second: float | None = None
         lanes = min(LANES_PER_WAVE, int(getattr(source, "max_concurrency", LANES_PER_WAVE)))
-        self._walk_cost = max(1, -(-len(head.cluster_starts) // lanes))
+        self._waves = max(1, -(-len(head.cluster_starts) // lanes))
+        self._reorder = reorder_depth(head.codec, head.extradata)
 
     # -- the complete table -------------------------------------------------------------------
 
@@ -121,7 +137,8 @@ class MatroskaPackets:
             table.index_requests = self.head.open_requests + int(walked.num_requests)
             store_index(self.source, table, track=self._track, cache=self._cache)
             self._full = IndexPackets(self.source, table, container=self.container)
-            self._regions.clear()
+            self._walked.clear()
+            self._walked_order.clear()
         return self._full
 
     def group_samples(
@@ -135,7 +152,7 @@ class MatroskaPackets:
     def frames_at_seconds(
         self, seconds: Sequence[float], decoder: DecoderBackend
     ) -> tuple[list[torch.Tensor], list[float], list[float], int]:
-        """The frame on screen at each time, from the clusters around it.
+        """The frame on screen at each time, from the blocks after the keyframe before it.
 
         Returns:
             (frames, pts_seconds, duration_seconds, compressed bytes fed), in the order asked.
@@ -146,76 +163,236 @@ class MatroskaPackets:
         """
         found: dict[float, tuple[torch.Tensor, float, float]] = {}
         fed = 0
-        by_region: dict[int, list[tuple[float, int]]] = {}
-        tables: dict[int, SampleIndex] = {}
+        groups: dict[int, tuple[_Near, list[tuple[float, int]]]] = {}
         for t in sorted(set(seconds)):
             if not math.isfinite(t):
                 raise IndexError(f"{self.source.url}: time {t} is not a finite number of seconds")
-            table = self._region_table(t)
-            starts = table.frame_pts().astype(np.float64) / self._timescale
-            k = int(np.searchsorted(starts, t, side="right")) - 1
-            ends = starts + table.frame_durations().astype(np.float64) / self._timescale
-            if k < 0 or t >= ends[-1]:
-                # Not inside the region: the complete table says whether it is in the video.
-                table = self._complete().table
-                starts = table.frame_pts().astype(np.float64) / self._timescale
-                ends = starts + table.frame_durations().astype(np.float64) / self._timescale
-                k = int(np.searchsorted(starts, t, side="right")) - 1
-                if k < 0 or t >= ends[-1]:
+            near = self._near(t)
+            k = near.frame_at(t)
+            if k is None:
+                # Not among the blocks walked: the complete table says whether it is in the video.
+                near = self._near_complete()
+                k = near.frame_at(t)
+                if k is None:
+                    starts, ends = near.starts, near.ends
                     raise IndexError(f"{self.source.url}: time {t} s is outside the video [{starts[0]}, {ends[-1]})")
-            tables[id(table)] = table
-            by_region.setdefault(id(table), []).append((t, k))
+            groups.setdefault(id(near), (near, []))[1].append((t, k))
         codec = get_codec(self.config.codec)
         skip = codec.non_reference_test(self.config.extradata) if codec is not None else None
         from ._decode import decode_plan
 
-        for key, wanted in by_region.items():
-            table = tables[key]
-            packets = IndexPackets(self.source, table, container=self.container)
-            frames = [k for _t, k in wanted]
+        for near, wanted in groups.values():
             decoded, nbytes = decode_plan(
-                plan_frames(table, frames), packets, decoder, skip=skip, what=f"{self.source.url}: the decoder"
+                plan_frames(near.table, [k for _t, k in wanted]),
+                near.packets,
+                decoder,
+                skip=skip,
+                what=f"{self.source.url}: the decoder",
             )
             fed += nbytes
-            pts = table.frame_pts()
-            durs = table.frame_durations()
+            if isinstance(near.packets.source, _HeldSource):
+                near.packets.source.release()  # decoded: a later call reads again rather than hold them
             for t, k in wanted:
-                # As the reader computes times from the complete table, to the last bit.
-                start = float(pts[k]) / self._timescale
-                end = start + float(durs[k]) / self._timescale
-                found[t] = (decoded[k], start, end - start)
+                found[t] = (decoded[k], float(near.starts[k]), float(near.ends[k] - near.starts[k]))
         return [found[t][0] for t in seconds], [found[t][1] for t in seconds], [found[t][2] for t in seconds], fed
 
-    def _region_table(self, t: float) -> SampleIndex:
-        """The packet table of the clusters around ``t`` (the complete one when it is built,
-        or when the Cues cannot place ``t``)."""
+    def _near_complete(self) -> _Near:
+        full = self._complete()
+        if self._full_near is None or self._full_near.table is not full.table:
+            self._full_near = _Near(full.table, full, self._timescale, math.inf)
+        return self._full_near
+
+    def _near(self, t: float) -> _Near:
+        """Blocks from the keyframe at or before ``t`` far enough to know the frame on
+        screen at ``t`` (the complete table when it is built, cheaper, or needed)."""
         if self._full is not None:
-            return self._full.table
+            return self._near_complete()
         i = int(np.searchsorted(self._cue_seconds, t, side="right")) - 1
-        region = self.head.region_at(i)
-        if region is None:
-            return self._complete().table
-        if region in self._regions:
-            self._regions.move_to_end(region)
-            cached = self._regions[region]
-            return cached if cached is not None else self._complete().table
-        if self._regions_walked >= self._walk_cost:
-            return self._complete().table  # the regions walked so far would have paid for it
-        self._regions_walked += 1
-        table: SampleIndex | None = walk_table(self.head, self.source.read_ranges, region)
-        assert table is not None
-        cue_pts = int(self.head.cue_times[i]) * self._mult
+        if not 0 <= i < len(self.head.cue_positions):
+            return self._near_complete()
+        for near in self._walked.get(i, []):
+            if t < near.valid_until:
+                return near
+        if self._rented_rounds >= self._full_walk_rounds():
+            return self._near_complete()  # the walks so far would have paid for the complete table
+        walked = self._walk_near(i, t)
+        if walked is None:
+            return self._near_complete()
+        self._walked.setdefault(i, []).append(walked)
+        self._walked_order.append(i)
+        while len(self._walked_order) > REGIONS_KEPT:
+            old = self._walked_order.popleft()
+            if self._walked.get(old):
+                self._walked[old].pop(0)
+                if not self._walked[old]:
+                    del self._walked[old]
+        return walked
+
+    def _full_walk_rounds(self) -> float:
+        """About how many rounds the complete walk takes: one per block of a cluster, one wave
+        per ``lanes`` clusters; unknown (infinite) before a walk has shown blocks per second."""
+        if self._blocks_per_second is None or len(self._cue_seconds) < 2:
+            return math.inf
+        gop_seconds = float(np.median(np.diff(self._cue_seconds)))
+        return max(1.0, gop_seconds * self._blocks_per_second) * self._waves
+
+    def _walk_near(self, i: int, t: float) -> _Near | None:
+        """Walk from cue ``i``'s keyframe, reading through the payloads before ``t`` (the decode
+        needs them) and block headers after it, until the stream's reorder bound says no later
+        block can be shown at or before ``t``. None when cue ``i`` does not point at its keyframe."""
+        head = self.head
+        start = head.cue_positions[i]
+        cue_seconds = float(self._cue_seconds[i])
+        bound = self._reorder
+        # Without a reorder bound, the walk must reach the second cue after (region_at).
+        region = head.region_at(i)
+        assert region is not None
+        stop = head.seg_end if bound is not None else region[1]
+        # Bytes per second of the GOP, from the cue after (for the first read only).
+        if i + 1 < len(head.cue_positions) and self._cue_seconds[i + 1] > cue_seconds:
+            rate = (head.cue_positions[i + 1] - start) / float(self._cue_seconds[i + 1] - cue_seconds)
+        else:
+            rate = 0.0
+        rule = _ShownBy(t, bound, self._mult, self._timescale)
+
+        def plan_read(blocks: list[Block], need: int) -> int | None:
+            if rule.feed(blocks):
+                return None
+            if not blocks:
+                return int(READ_THROUGH_SHARE * rate * (t - cue_seconds))
+            last = max(rule.latest, cue_seconds)
+            if last >= t:
+                return need  # past ``t`` in time: headers only, until the rule is satisfied
+            inter = [b.size for b in blocks if not b.keyframe]
+            if not inter:
+                return need
+            frame_seconds = (last - cue_seconds) / max(1, len(blocks) - 1) if len(blocks) > 1 else 0.0
+            if frame_seconds <= 0:
+                return need
+            to_go = (t - last) / frame_seconds
+            return int(READ_THROUGH_SHARE * to_go * (sum(inter) / len(inter)))
+
+        windows = [head.head]
+        walk = walk_one_lane(
+            url=head.url,
+            file_size=head.file_size,
+            start=start,
+            stop=stop,
+            track=head.track.number,
+            windows=windows,
+            read=self.source.read_ranges,
+            plan_read=plan_read,
+        )
+        self._rented_rounds += walk.rounds
+        table = blocks_table(head, walk.blocks)
+        cue_pts = int(head.cue_times[i]) * self._mult
         if table.num_frames == 0 or not (bool(table.is_sync[0]) and int(table.pts[0]) == cue_pts):
             log.warning(
                 "%s: the cue at %.3f s does not point at a keyframe of that time; using the complete table",
                 self.source.url,
-                float(self._cue_seconds[i]),
+                cue_seconds,
             )
-            table = None
-        self._regions[region] = table
-        while len(self._regions) > REGIONS_KEPT:
-            self._regions.popitem(last=False)
-        return table if table is not None else self._complete().table
+            return None
+        if rule.broken:
+            log.info("%s: frames reordered beyond the stream's bound; using the complete table", self.source.url)
+            return None
+        if len(walk.blocks) > 1:
+            span = float(table.pts.max() - table.pts.min()) / self._timescale
+            if span > 0:
+                self._blocks_per_second = len(walk.blocks) / span
+        held = _HeldSource(self.source, [w for w in windows if w is not head.head])
+        # Blocks up to the walk's end answer every time before the first frame it saw shown past ``t``.
+        valid_until = rule.shown_past if rule.shown_past is not None else math.inf
+        return _Near(table, IndexPackets(held, table, container=self.container), self._timescale, valid_until)
 
     def close(self) -> None:
         """Nothing of its own to release (the reader closes the source)."""
+
+
+class _ShownBy:
+    """Which blocks, in decode order, can still be shown at or before a time ``t``.
+
+    A decoder that may hold ``bound`` frames for reordering outputs, after
+    each decoded frame beyond that, the earliest one it holds; once that frame
+    is shown after ``t``, every later block is too (one shown earlier would
+    follow ``bound + 1`` frames shown after it, more than the stream allows).
+    """
+
+    def __init__(self, t: float, bound: int | None, mult: int, timescale: int) -> None:
+        self.t = t
+        self.bound = bound
+        self.mult = mult
+        self.timescale = timescale
+        self.latest = -math.inf
+        """The latest time among the blocks fed."""
+        self.shown_past: float | None = None
+        """The first time output past ``t``: later blocks are all shown after it."""
+        self.broken = False
+        """A block came out earlier than one output before it: the bound is wrong for this stream."""
+        self._fed = 0
+        self._held: list[float] = []
+        self._last_out = -math.inf
+
+    def feed(self, blocks: list[Block]) -> bool:
+        """Take the blocks not fed yet; True when no later block can be shown at or before ``t``."""
+        for b in blocks[self._fed :]:
+            seconds = float(b.timestamp * self.mult) / self.timescale
+            self.latest = max(self.latest, seconds)
+            if self.bound is None:
+                continue
+            heapq.heappush(self._held, seconds)
+            while len(self._held) > self.bound:
+                out = heapq.heappop(self._held)
+                if out < self._last_out:
+                    self.broken = True
+                self._last_out = out
+                if out > self.t and self.shown_past is None:
+                    self.shown_past = out
+        self._fed = len(blocks)
+        return self.broken or self.shown_past is not None
+
+
+class _HeldSource:
+    """A source that serves ranges inside bytes already read, and reads the rest."""
+
+    def __init__(self, source: RangeSource, windows: list[Window]) -> None:
+        self.source = source
+        self.url = source.url
+        self.windows = windows
+
+    def release(self) -> None:
+        """Drop the held bytes (later reads go to the source)."""
+        self.windows = []
+
+    def read_ranges(self, ranges: Sequence[ByteRange], *, retain: bool = False) -> list[bytes]:
+        out: list[bytes | None] = [None] * len(ranges)
+        missing: list[int] = []
+        for j, r in enumerate(ranges):
+            w = next((w for w in self.windows if w.start <= r.start and r.stop <= w.stop), None)
+            if w is None:
+                missing.append(j)
+            else:
+                out[j] = w.data[r.start - w.start : r.stop - w.start]
+        if missing:
+            for j, data in zip(missing, self.source.read_ranges([ranges[j] for j in missing]), strict=True):
+                out[j] = data
+        return [b if b is not None else b"" for b in out]
+
+
+class _Near:
+    """A packet table around some times, with the frames' start and end times as the reader computes them."""
+
+    def __init__(self, table: SampleIndex, packets: IndexPackets, timescale: int, valid_until: float) -> None:
+        self.table = table
+        self.packets = packets
+        self.valid_until = valid_until
+        """Times below this (and at or after the first keyframe's) are answered by this table."""
+        self.starts = table.frame_pts().astype(np.float64) / timescale
+        self.ends = self.starts + table.frame_durations().astype(np.float64) / timescale
+
+    def frame_at(self, t: float) -> int | None:
+        """The frame on screen at ``t``, or None when ``t`` is outside these frames."""
+        k = int(np.searchsorted(self.starts, t, side="right")) - 1
+        if k < 0 or t >= self.ends[-1] or t >= self.valid_until:
+            return None
+        return k

@@ -223,6 +223,11 @@ class Av1Codec(Codec[Av1Config]):
         seq = [obu for t, obu in iter_obus(obus) if t == OBU_SEQUENCE_HEADER]
         return Av1Config(config_obus=obus, sequence_header=seq[0] if seq else None)
 
+    def reorder_depth(self, extradata: bytes | None) -> int | None:
+        """0: an AV1 temporal unit holds every frame decoded with the one it
+        shows, so container timestamps never go backwards (AV1 7.5)."""
+        return 0
+
     def stream_converter(self, extradata: bytes | None, *, temporal_delimiters: bool = False) -> Av1Converter:
         """An :class:`Av1Converter` for this track."""
         return Av1Converter(extradata, temporal_delimiters=temporal_delimiters)

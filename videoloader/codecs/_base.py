@@ -79,6 +79,23 @@ class Codec(ABC, Generic[ConfigT_co]):
         """
         return None
 
+    def reorder_depth(self, extradata: bytes | None) -> int | None:
+        """How many frames can precede a frame in decode order yet be shown after it.
+
+        A bound from the configuration record alone, so a reader serving
+        frames by time knows how far past a timestamp it must look in decode
+        order before no later frame can still be shown earlier. 0 means
+        container timestamps never go backwards.
+
+        Args:
+            extradata: the track's codec configuration, as stored by the container.
+
+        Returns:
+            The bound, or None when this codec or record does not tell (never
+            raises: a damaged record gives None too).
+        """
+        return None
+
     def stream_converter(self, extradata: bytes | None, *, temporal_delimiters: bool = False) -> StreamConverter:
         """A converter from container samples to the stream a bare parser accepts.
 

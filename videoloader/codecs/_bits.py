@@ -98,6 +98,19 @@ class BitReader:
         k = self.ue()
         return (k + 1) // 2 if k & 1 else -(k // 2)
 
+    def at_rbsp_trailing_bits(self) -> bool:
+        """True when what is left is ``rbsp_trailing_bits()`` (H.264 7.3.2.11): a
+        one bit, then zero bits to the end (trailing zero bytes allowed).
+
+        A walk that reads every field of a parameter set and does not land
+        here has misread it: the NAL unit is damaged or not what it claims.
+        """
+        if self.pos >= len(self.data) * 8 or not self.u(1):
+            return False
+        return not any(self.data[(self.pos + 7) >> 3 :]) and not (
+            self.pos & 7 and self.data[self.pos >> 3] & (0xFF >> (self.pos & 7))
+        )
+
     def uvlc(self) -> int:
         """An AV1 variable-length unsigned code (AV1 4.10.3)."""
         zeros = 0

@@ -1,12 +1,13 @@
 """HEVC / H.265 (ITU-T H.265, ISO 23008-2; in MP4 per ISO 14496-15 section 8).
 
-The ``hvcC`` record, sub-layer non-reference pictures and the SPS colour
-description. Conversion to Annex-B is :class:`._nal.AnnexBConverter`.
+The ``hvcC`` record, sub-layer non-reference pictures, the SPS colour
+description and how far pictures can be reordered. Conversion to Annex-B is :class:`._nal.AnnexBConverter`.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 from .._errors import CorruptVideoError, UnsupportedFormatError
 from ._base import NonReferenceTest
@@ -17,9 +18,12 @@ from ._nal import NalCodec, ParameterSets, iter_length_prefixed, need_bytes
 __all__ = [
     "HEVC",
     "HevcCodec",
+    "HevcSps",
     "colour_info_from_hevc_sps",
     "hevc_is_disposable",
+    "hevc_reorder_depth",
     "hvcc_num_temporal_layers",
+    "parse_hevc_sps",
     "parse_hvcc",
 ]
 
@@ -30,6 +34,7 @@ NAL_PPS = 34
 NAL_IRAP = range(16, 24)  # BLA, IDR, CRA and reserved IRAP types
 _NAL_RESERVED_VCL_N_MAX = 14  # TRAIL_N..RSV_VCL_N14: the even types up to 14 are sub-layer non-reference
 _NAL_FIRST_NON_VCL = 32
+_MAX_DPB_SIZE = 16  # the largest MaxDpbSize of any level (A.4.2)
 
 
 def hevc_is_disposable(sample: bytes | memoryview, nal_length_size: int) -> bool:
@@ -95,9 +100,10 @@ def parse_hvcc(extradata: bytes) -> ParameterSets:
             n = int.from_bytes(b[pos : pos + 2], "big")
             need_bytes(b, pos + 2, n, "hvcC NAL unit")
             nal = b[pos + 2 : pos + 2 + n]
-            units.append(nal)
-            if nal_type == NAL_SPS:
-                sps.append(nal)
+            if nal:  # a zero-length entry carries nothing (and has no header to sort by)
+                units.append(nal)
+                if nal_type == NAL_SPS:
+                    sps.append(nal)
             pos += 2 + n
     # Decoders want VPS, SPS, PPS in that order whatever order the box used.
     order = {NAL_VPS: 0, NAL_SPS: 1, NAL_PPS: 2}
@@ -177,8 +183,24 @@ def _st_ref_pic_sets(r: BitReader, count: int) -> None:
             sets.append(deltas)
 
 
-def colour_info_from_hevc_sps(sps: bytes) -> ColourInfo:
-    """Colour description of an HEVC SPS NAL unit (7.3.2.2 and E.2.1).
+@dataclass(frozen=True)
+class HevcSps:
+    """What the reader needs from an HEVC SPS: colour and reordering.
+
+    Attributes:
+        colour: the VUI colour description.
+        max_num_reorder_pics: ``sps_max_num_reorder_pics[HighestTid]`` (7.4.3.2.1), the
+            most pictures that can precede a picture in decode order and follow it in output order.
+        max_dec_pic_buffering: ``sps_max_dec_pic_buffering_minus1[HighestTid] + 1``, the DPB size.
+    """
+
+    colour: ColourInfo
+    max_num_reorder_pics: int
+    max_dec_pic_buffering: int
+
+
+def parse_hevc_sps(sps: bytes) -> HevcSps:
+    """Walk an HEVC SPS NAL unit (7.3.2.2) up to its VUI colour fields (E.2.1).
 
     Raises:
         CorruptVideoError: the SPS is truncated or not an SPS.
@@ -202,10 +224,12 @@ def colour_info_from_hevc_sps(sps: bytes) -> ColourInfo:
     r.ue()  # bit_depth_chroma_minus8
     log2_max_poc_lsb = r.ue() + 4
     ordering_all = r.u(1)
+    # The last pass is HighestTid = sps_max_sub_layers_minus1, the whole stream's values.
+    dec_buffering = reorder = 0
     for _ in range(0 if ordering_all else max_sub_layers_minus1, max_sub_layers_minus1 + 1):
-        r.ue()
-        r.ue()
-        r.ue()
+        dec_buffering = r.ue() + 1  # sps_max_dec_pic_buffering_minus1
+        reorder = r.ue()  # sps_max_num_reorder_pics
+        r.ue()  # sps_max_latency_increase_plus1
     for _ in range(6):  # log2 cb/tb sizes, transform hierarchy depths
         r.ue()
     if r.u(1) and r.u(1):  # scaling_list_enabled_flag, sps_scaling_list_data_present_flag
@@ -224,9 +248,35 @@ def colour_info_from_hevc_sps(sps: bytes) -> ColourInfo:
             r.u(1)
     r.u(1)  # sps_temporal_mvp_enabled_flag
     r.u(1)  # strong_intra_smoothing_enabled_flag
-    if not r.u(1):  # vui_parameters_present_flag
-        return ColourInfo(bit_depth=bit_depth)
-    return read_vui_colour(r, bit_depth)
+    colour = read_vui_colour(r, bit_depth) if r.u(1) else ColourInfo(bit_depth=bit_depth)  # vui_parameters_present
+    return HevcSps(colour=colour, max_num_reorder_pics=reorder, max_dec_pic_buffering=dec_buffering)
+
+
+def colour_info_from_hevc_sps(sps: bytes) -> ColourInfo:
+    """Colour description of an HEVC SPS NAL unit (7.3.2.2 and E.2.1).
+
+    Raises:
+        CorruptVideoError: the SPS is truncated or not an SPS.
+    """
+    return parse_hevc_sps(sps).colour
+
+
+def hevc_reorder_depth(sps: bytes) -> int:
+    """How many pictures can precede a picture in decode order yet follow it in output order.
+
+    ``sps_max_num_reorder_pics[HighestTid]`` of the SPS (7.4.3.2.1), which
+    every HEVC SPS carries; FFmpeg's decoder delay (``has_b_frames``) is this value.
+
+    Raises:
+        CorruptVideoError: the SPS is truncated, out of range or not an SPS.
+    """
+    info = parse_hevc_sps(sps)
+    if info.max_dec_pic_buffering > _MAX_DPB_SIZE or info.max_num_reorder_pics >= _MAX_DPB_SIZE:
+        raise CorruptVideoError(
+            f"HEVC SPS: sps_max_dec_pic_buffering_minus1 {info.max_dec_pic_buffering - 1} and "
+            f"sps_max_num_reorder_pics {info.max_num_reorder_pics} must be at most {_MAX_DPB_SIZE - 1}"
+        )
+    return info.max_num_reorder_pics
 
 
 class HevcCodec(NalCodec):
@@ -252,6 +302,10 @@ class HevcCodec(NalCodec):
     def colour_info_from_sps(self, sps: bytes) -> ColourInfo:
         """See :func:`colour_info_from_hevc_sps`."""
         return colour_info_from_hevc_sps(sps)
+
+    def reorder_depth_from_sps(self, sps: bytes) -> int:
+        """See :func:`hevc_reorder_depth`."""
+        return hevc_reorder_depth(sps)
 
     def non_reference_test(self, extradata: bytes | None) -> NonReferenceTest | None:
         """:func:`hevc_is_disposable` with the record's NAL length size, for

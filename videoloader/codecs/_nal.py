@@ -22,7 +22,7 @@ from abc import abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .._errors import CorruptVideoError
+from .._errors import CorruptVideoError, UnsupportedFormatError
 from ._base import Codec
 from ._colour_info import ColourInfo
 
@@ -165,6 +165,28 @@ class NalCodec(Codec[ParameterSets]):
         Raises:
             CorruptVideoError: the SPS is truncated or not an SPS.
         """
+
+    @abstractmethod
+    def reorder_depth_from_sps(self, sps: bytes) -> int:
+        """How many frames can precede a frame in decode order yet be shown after it, per an SPS.
+
+        Raises:
+            CorruptVideoError: the SPS is truncated, out of range or not an SPS.
+        """
+
+    def reorder_depth(self, extradata: bytes | None) -> int | None:
+        """The bound of the record's first SPS (``avcC``/``hvcC``, or Annex-B
+        parameter sets); None without one or when it cannot be read."""
+        if not extradata:
+            return None
+        try:
+            if is_annexb(extradata):
+                sps = [n for n in iter_annexb_nal_units(bytes(extradata)) if n and self.nal_type(n) == self.sps_type]
+            else:
+                sps = list(self.parse_config(extradata).sps)
+            return self.reorder_depth_from_sps(sps[0]) if sps else None
+        except (CorruptVideoError, UnsupportedFormatError):
+            return None
 
     def stream_converter(self, extradata: bytes | None, *, temporal_delimiters: bool = False) -> AnnexBConverter:
         """An :class:`AnnexBConverter` for this track (``temporal_delimiters`` does not apply)."""

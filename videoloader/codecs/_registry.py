@@ -9,7 +9,7 @@ from ._h264 import H264
 from ._hevc import HEVC
 from ._vp9 import VP9
 
-__all__ = ["CODECS", "get_codec", "stream_colour_info", "stream_converter"]
+__all__ = ["CODECS", "get_codec", "reorder_depth", "stream_colour_info", "stream_converter"]
 
 CODECS: dict[str, Codec[object]] = {codec.name: codec for codec in (H264, HEVC, AV1, VP9)}
 """Every codec with bitstream knowledge, by FFmpeg decoder family name."""
@@ -46,3 +46,27 @@ def stream_colour_info(codec: str, extradata: bytes | None, sample: bytes | memo
     """
     found = get_codec(codec)
     return found.colour_info(extradata, sample) if found is not None else ColourInfo()
+
+
+# Codecs with no module here whose container timestamps never go backwards either
+# (VP8 has no frame reordering: an alt-ref frame is hidden, not shown later).
+_NO_REORDER = frozenset({"vp8"})
+
+
+def reorder_depth(codec: str, extradata: bytes | None) -> int | None:
+    """How many frames can precede a frame in decode order yet be shown after it.
+
+    A reader that serves frames by time must look this many frames past a
+    timestamp in decode order before no later frame can still be shown
+    earlier. H.264/HEVC: the bound of the ``avcC``/``hvcC`` record's first SPS
+    (see :func:`h264_reorder_depth`, :func:`hevc_reorder_depth`); 0 for VP8,
+    VP9 and AV1, whose container timestamps never go backwards.
+
+    Returns:
+        The bound, or None for other codecs and for missing or damaged
+        records (never raises).
+    """
+    if codec in _NO_REORDER:
+        return 0
+    found = get_codec(codec)
+    return found.reorder_depth(extradata) if found is not None else None

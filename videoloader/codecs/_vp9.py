@@ -80,6 +80,11 @@ class Vp9Codec(Codec[Vp9Config]):
         colour = colour_info_from_vpcc(extradata)
         return Vp9Config(profile=extradata[4], level=extradata[5], colour=colour)
 
+    def reorder_depth(self, extradata: bytes | None) -> int | None:
+        """0: a hidden (alt-ref) frame travels in a superframe with a shown
+        frame, so container timestamps never go backwards."""
+        return 0
+
     def _colour_info(self, extradata: bytes | None, sample: bytes | memoryview | None) -> ColourInfo | None:
         # Only the keyframe header: extradata may be Matroska's CodecPrivate
         # (feature triplets), which a vpcC parser would misread.

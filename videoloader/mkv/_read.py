@@ -26,7 +26,7 @@ from ..mp4._cache import cache_key
 from ..mp4._read import CacheOption, _CountingSource, _resolve_cache, _stats_delta, _stats_snapshot
 from ._ebml import ID, Element, Window, children, read_element, read_string, read_uint
 from ._tracks import SegmentInfo, TrackEntry, codec_setup, parse_info, parse_tracks, select_track
-from ._walk import ReadRanges, walk_clusters
+from ._walk import Block, ReadRanges, walk_clusters
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..io import RangeSource
@@ -35,6 +35,7 @@ __all__ = [
     "EBML_MAGIC",
     "HEAD_BYTES",
     "MatroskaHead",
+    "blocks_table",
     "cached_index",
     "load_index",
     "matroska_doc_type",
@@ -318,7 +319,7 @@ def open_head(source: RangeSource | _CountingSource, *, track: int | None) -> Ma
 def walk_table(head: MatroskaHead, read: ReadRanges, region: tuple[int, int] | None = None) -> SampleIndex:
     """The packet table of the video track: of the whole Segment, or of the
     clusters in ``region`` (``(start, stop)`` file offsets of top-level
-    elements, as ``MatroskaHead.region_for`` gives)."""
+    elements, as ``MatroskaHead.region_at`` gives)."""
     start, stop = region if region is not None else (head.seg_start, head.seg_end)
     walk = walk_clusters(
         url=head.url,
@@ -330,8 +331,13 @@ def walk_table(head: MatroskaHead, read: ReadRanges, region: tuple[int, int] | N
         read=read,
         starts=[p for p in head.cluster_starts if start <= p < stop],
     )
+    return blocks_table(head, walk.blocks)
+
+
+def blocks_table(head: MatroskaHead, blocks: list[Block]) -> SampleIndex:
+    """The packet table of ``blocks`` (of ``head``'s video track, in file order)."""
     return _table(
-        walk.blocks,
+        blocks,
         head.info.timestamp_scale,
         head.track,
         head.codec,

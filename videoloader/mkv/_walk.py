@@ -26,7 +26,7 @@ from .._errors import MatroskaParseError, UnsupportedFormatError
 from .._types import ByteRange
 from ._ebml import ID, LEVEL1_IDS, Window, header_len_at, read_element
 
-__all__ = ["Block", "WalkResult", "walk_clusters"]
+__all__ = ["Block", "PlanRead", "WalkResult", "walk_clusters", "walk_one_lane"]
 
 #: Bytes read at a lane's position when it needs the next header: enough for
 #: a block's element header (1-byte ID, size) plus its track number, relative
@@ -48,6 +48,9 @@ MAX_BLOCKS = 1 << 26
 MAX_SAMPLES = 1 << 24
 
 ReadRanges = Callable[[Sequence[ByteRange]], list[bytes]]
+#: ``plan_read(blocks so far, bytes the next header needs)``: how many bytes to
+#: read at the lane's position next, or None to stop the walk there.
+PlanRead = Callable[[list["Block"], int], "int | None"]
 
 
 @dataclass(frozen=True)
@@ -93,9 +96,18 @@ class WalkResult:
 
 class _Walker:
     def __init__(
-        self, *, url: str, file_size: int, seg_end: int, track: int, windows: list[Window], read: ReadRanges
+        self,
+        *,
+        url: str,
+        file_size: int,
+        seg_end: int,
+        track: int,
+        windows: list[Window],
+        read: ReadRanges,
+        spawn_lanes: bool = True,
     ) -> None:
         self.url = url
+        self.spawn_lanes = spawn_lanes
         self.file_size = file_size
         self.seg_end = seg_end
         self.track = track
@@ -200,7 +212,8 @@ class _Walker:
                 if e.end > self.seg_end:
                     self._fail(lane, f"the Cluster at offset {e.start} ends at {e.end}, past its Segment's end.")
                 lane.cluster_end = e.end
-                self.add_lane(e.end)
+                if self.spawn_lanes:
+                    self.add_lane(e.end)
             return
         if e.id == ID.EBML:
             raise UnsupportedFormatError(f"{self.url}: a second EBML header at offset {e.start} (chained segments).")
@@ -440,3 +453,50 @@ def walk_clusters(
     for s in sorted(set(starts)):
         walker.add_lane(s)
     return walker.run(seg_start)
+
+
+def walk_one_lane(
+    *,
+    url: str,
+    file_size: int,
+    start: int,
+    stop: int,
+    track: int,
+    windows: list[Window],
+    read: ReadRanges,
+    plan_read: PlanRead,
+) -> WalkResult:
+    """The blocks of track ``track`` from the top-level element at ``start``, in
+    file order, walked by one lane across cluster boundaries until ``stop`` (a
+    top-level position or the Segment's end) or until ``plan_read`` says stop.
+
+    Unlike ``walk_clusters`` each read may be as large as ``plan_read`` asks
+    (a caller that will decode the blocks anyway reads through their payloads
+    instead of stepping header by header); every read is added to
+    ``windows``, so the caller can serve the payloads from it.
+    """
+    walker = _Walker(
+        url=url, file_size=file_size, seg_end=stop, track=track, windows=windows, read=read, spawn_lanes=False
+    )
+    lane = _Lane(start=start, pos=start)
+    walker.lanes[start] = lane
+    while True:
+        walker._advance(lane, walker._window_for(lane.pos))
+        if lane.error is not None:
+            raise lane.error
+        if lane.end is not None:
+            break
+        want = plan_read(lane.blocks, lane.want)
+        if want is None:
+            break
+        want = max(want, lane.want)
+        if lane.last_read == (lane.pos, want):  # pragma: no cover - headers fit in MAX_STEP_BYTES
+            raise MatroskaParseError(f"{url}: the cluster walk made no progress at {lane.pos}.")
+        lane.last_read = (lane.pos, want)
+        r = ByteRange(lane.pos, min(file_size, lane.pos + want))
+        data = read([r])[0]
+        walker.rounds += 1
+        walker.requests += 1
+        walker.nbytes += len(data)
+        windows.append(Window(bytes(data), r.start, url))
+    return WalkResult(list(lane.blocks), len(walker.clusters), walker.requests, walker.nbytes, walker.rounds)
