@@ -7,10 +7,11 @@ one entry here. MP4 is tried first (its reader sniffs ISO-BMFF from the
 file's head and keeps those bytes); a head that starts with the EBML magic
 goes to the Matroska index, reusing the bytes already held.
 
-A Matroska file with Cues can open *lazily* (``open_container(...,
-lazy=True)``): its head, Info, Tracks and Cues only, enough for frames by time;
-the reader builds the complete table (a walk over every cluster) when frame
-indices are first needed.
+A Matroska file can open *lazily* (``open_container(..., lazy=True)``): its
+head, Info, Tracks and Cues only, enough for frames by time (the Cues, or a
+bisection without them, find the keyframe before a time); the reader builds
+the complete table (a walk over every cluster) when frame indices are first
+needed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ._errors import NotAVideoError
 from ._packets import SampleIndex
 from .mkv import load_index as load_matroska_index
 from .mkv import matroska_doc_type
-from .mkv._read import MatroskaHead, cached_index, open_head, store_index, walk_table
+from .mkv._read import MatroskaHead, cached_index, open_head
 from .mp4 import load_index
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,9 +56,9 @@ def load_container_index(source: RangeSource, *, track: int | None, cache: Cache
 def open_container(
     source: RangeSource, *, track: int | None, cache: CacheOption, lazy: bool
 ) -> tuple[str, SampleIndex | MatroskaHead]:
-    """As ``load_container_index``; with ``lazy``, a Matroska file whose Cues
-    place the video track's keyframes, and whose complete table is not in the
-    cache, gives its :class:`MatroskaHead` instead of the complete table."""
+    """As ``load_container_index``; with ``lazy``, a Matroska file whose
+    complete table is not in the cache gives its :class:`MatroskaHead`
+    instead of the complete table."""
     stats = getattr(source, "stats", None)
     before = stats.snapshot() if stats is not None else None
     try:
@@ -71,17 +72,13 @@ def open_container(
         return doc_type, hit
     if lazy:
         head = open_head(source, track=track)
-        if head.cue_times:
-            if stats is not None and before is not None:
-                delta = stats.since(before)
-                head = dataclasses.replace(
-                    head, open_nbytes=int(delta.bytes_received), open_requests=int(delta.num_requests)
-                )
-            return doc_type, head
-        table = walk_table(head, source.read_ranges)
-        store_index(source, table, track=track, cache=cache)
-    else:
-        table = load_matroska_index(source, track=track, cache=cache)
+        if stats is not None and before is not None:
+            delta = stats.since(before)
+            head = dataclasses.replace(
+                head, open_nbytes=int(delta.bytes_received), open_requests=int(delta.num_requests)
+            )
+        return doc_type, head
+    table = load_matroska_index(source, track=track, cache=cache)
     if table.index_requests and stats is not None and before is not None:
         # Count the head the MP4 sniff read too: it is part of what this index cost.
         delta = stats.since(before)

@@ -3,8 +3,9 @@
 Matroska keeps no sample table: exact frame indices need a walk over every
 cluster's element headers, one round trip per block of a cluster (clusters
 run concurrently, but a 10-minute file is still thousands of requests). Times
-need much less: the Cues give the keyframe at or before any time, and the
-frame on screen follows it. So this packet source opens with the head and the
+need much less: the Cues give the keyframe at or before any time (in a file
+without Cues, a bisection over byte offsets finds it: ``mkv/_bisect.py``), and
+the frame on screen follows it. So this packet source opens with the head and the
 Cues only, serves ``get_frames_played_at`` from the blocks after that keyframe
 (walked, planned and decoded like any table), and builds the complete table
 (cached like the MP4 index) the first time something needs frame indices:
@@ -47,6 +48,7 @@ from ._plan import DecodeGroup, plan_frames
 from ._types import ByteRange
 from .codecs import get_codec, reorder_depth
 from .decoders import DecoderBackend, StreamConfig
+from .mkv._bisect import keyframes_around
 from .mkv._ebml import Window
 from .mkv._read import MatroskaHead, blocks_table, store_index, time_base, walk_table
 from .mkv._walk import Block, walk_one_lane
@@ -207,19 +209,20 @@ class MatroskaPackets:
         screen at ``t`` (the complete table when it is built, cheaper, or needed)."""
         if self._full is not None:
             return self._near_complete()
-        i = int(np.searchsorted(self._cue_seconds, t, side="right")) - 1
-        if not 0 <= i < len(self.head.cue_positions):
+        keyframes = self._keyframes_at(t)
+        if keyframes is None:
             return self._near_complete()
-        for near in self._walked.get(i, []):
+        start = keyframes[0][1]
+        for near in self._walked.get(start, []):
             if t < near.valid_until:
                 return near
         if self._rented_rounds >= self._full_walk_rounds():
             return self._near_complete()  # the walks so far would have paid for the complete table
-        walked = self._walk_near(i, t)
+        walked = self._walk_near(keyframes, t)
         if walked is None:
             return self._near_complete()
-        self._walked.setdefault(i, []).append(walked)
-        self._walked_order.append(i)
+        self._walked.setdefault(start, []).append(walked)
+        self._walked_order.append(start)
         while len(self._walked_order) > REGIONS_KEPT:
             old = self._walked_order.popleft()
             if self._walked.get(old):
@@ -227,6 +230,32 @@ class MatroskaPackets:
                 if not self._walked[old]:
                     del self._walked[old]
         return walked
+
+    def _keyframes_at(self, t: float) -> list[tuple[int, int]] | None:
+        """``[(time in ticks, cluster offset)]`` of the keyframe at or before ``t`` and up to two
+        after it: from the Cues, or found by bisection in a file without them; None when neither
+        places ``t`` (the caller uses the complete table)."""
+        head = self.head
+        if head.cue_times:
+            i = int(np.searchsorted(self._cue_seconds, t, side="right")) - 1
+            if i < 0:
+                return None
+            return list(zip(head.cue_times[i : i + 3], head.cue_positions[i : i + 3], strict=True))
+        ticks = self._ticks_at(t)
+        pairs = keyframes_around(head, self.source.read_ranges, ticks)
+        return pairs or None
+
+    def _ticks_at(self, t: float) -> int:
+        """The last Matroska tick whose time, as the reader computes it, is at or before ``t``."""
+        x = math.floor(t * self._timescale / self._mult)
+        while self._seconds(x + 1) <= t:
+            x += 1
+        while self._seconds(x) > t:
+            x -= 1
+        return x
+
+    def _seconds(self, ticks: int) -> float:
+        return float(ticks * self._mult) / self._timescale
 
     def _full_walk_rounds(self) -> float:
         """About how many rounds the complete walk takes: one per block of a cluster, one wave
@@ -236,23 +265,23 @@ class MatroskaPackets:
         gop_seconds = float(np.median(np.diff(self._cue_seconds)))
         return max(1.0, gop_seconds * self._blocks_per_second) * self._waves
 
-    def _walk_near(self, i: int, t: float) -> _Near | None:
-        """Walk from cue ``i``'s keyframe, reading through the payloads before ``t`` (the decode
-        needs them) and block headers after it, until the stream's reorder bound says no later
-        block can be shown at or before ``t``. None when cue ``i`` does not point at its keyframe."""
+    def _walk_near(self, keyframes: list[tuple[int, int]], t: float) -> _Near | None:
+        """Walk from the first of ``keyframes`` (``(ticks, cluster offset)``: the keyframe at or
+        before ``t``, then up to two after it), reading through the payloads before ``t`` (the
+        decode needs them) and block headers after it, until the stream's reorder bound says no
+        later block can be shown at or before ``t``. None when the first keyframe is not where
+        it was said to be."""
         head = self.head
-        start = head.cue_positions[i]
-        cue_seconds = float(self._cue_seconds[i])
+        first_ticks, start = keyframes[0]
+        cue_seconds = self._seconds(first_ticks)
         bound = self._reorder
-        # Without a reorder bound, the walk must reach the second cue after (region_at).
-        region = head.region_at(i)
-        assert region is not None
-        stop = head.seg_end if bound is not None else region[1]
-        # Bytes per second of the GOP, from the cue after (for the first read only).
-        if i + 1 < len(head.cue_positions) and self._cue_seconds[i + 1] > cue_seconds:
-            rate = (head.cue_positions[i + 1] - start) / float(self._cue_seconds[i + 1] - cue_seconds)
-        else:
-            rate = 0.0
+        # Without a reorder bound, the walk must reach the second keyframe after: a GOP's
+        # frames shown before its keyframe can lie past the next keyframe.
+        stop = head.seg_end if bound is not None or len(keyframes) < 3 else keyframes[2][1]
+        # Bytes per second of the GOP, from the keyframe after (for the first read only).
+        rate = 0.0
+        if len(keyframes) > 1 and self._seconds(keyframes[1][0]) > cue_seconds:
+            rate = (keyframes[1][1] - start) / (self._seconds(keyframes[1][0]) - cue_seconds)
         rule = _ShownBy(t, bound, self._mult, self._timescale)
 
         def plan_read(blocks: list[Block], need: int) -> int | None:
@@ -285,7 +314,7 @@ class MatroskaPackets:
         )
         self._rented_rounds += walk.rounds
         table = blocks_table(head, walk.blocks)
-        cue_pts = int(head.cue_times[i]) * self._mult
+        cue_pts = int(first_ticks) * self._mult
         if table.num_frames == 0 or not (bool(table.is_sync[0]) and int(table.pts[0]) == cue_pts):
             log.warning(
                 "%s: the cue at %.3f s does not point at a keyframe of that time; using the complete table",

@@ -6,9 +6,9 @@ Tracks); then the SeekHead's targets outside the head (Info, Tracks, Cues: one
 concurrent read). That is enough for the stream's setup and, with Cues, for
 finding the clusters around any time. ``walk_table`` then walks the clusters
 (``_walk.py``: element headers only, one concurrent round at a time, lanes
-started at every Cues cluster position) over the whole Segment (the complete
-table, exact frame indices) or over the clusters between two cue points (the
-frames around one time). ``load_index`` is the complete table, cached.
+started at every Cues cluster position) over the whole Segment: the complete
+table, exact frame indices. ``load_index`` is that table, cached. Frames by
+time need only the blocks after one keyframe: see ``videoloader._matroska_packets``.
 """
 
 from __future__ import annotations
@@ -203,22 +203,6 @@ class MatroskaHead:
     """Bytes read to get this far (the container sniff included), when counted."""
     open_requests: int = 0
 
-    def region_at(self, i: int) -> tuple[int, int] | None:
-        """``(start, stop)`` file offsets of the clusters holding every frame shown
-        from cue ``i``'s keyframe until the next cue's.
-
-        From the cluster of cue ``i`` up to the cluster of cue ``i + 2``. Those
-        frames follow cue ``i``'s keyframe in the file, and can lie past the
-        next keyframe only as frames its GOP shows before it (open GOPs,
-        B-frames); frames past the cue after that are shown after the next
-        keyframe. None for ``i`` outside the cues.
-        """
-        if not 0 <= i < len(self.cue_positions):
-            return None
-        start = self.cue_positions[i]
-        stop = self.cue_positions[i + 2] if i + 2 < len(self.cue_positions) else self.seg_end
-        return start, stop
-
 
 def open_head(source: RangeSource | _CountingSource, *, track: int | None) -> MatroskaHead:
     """Read a Matroska file's head, Info, Tracks and Cues (a few small requests).
@@ -316,11 +300,9 @@ def open_head(source: RangeSource | _CountingSource, *, track: int | None) -> Ma
     )
 
 
-def walk_table(head: MatroskaHead, read: ReadRanges, region: tuple[int, int] | None = None) -> SampleIndex:
-    """The packet table of the video track: of the whole Segment, or of the
-    clusters in ``region`` (``(start, stop)`` file offsets of top-level
-    elements, as ``MatroskaHead.region_at`` gives)."""
-    start, stop = region if region is not None else (head.seg_start, head.seg_end)
+def walk_table(head: MatroskaHead, read: ReadRanges) -> SampleIndex:
+    """The complete packet table of the video track: a walk over every cluster of the Segment."""
+    start, stop = head.seg_start, head.seg_end
     walk = walk_clusters(
         url=head.url,
         file_size=head.file_size,
