@@ -125,7 +125,10 @@ class RangeSource:
         round_trip_cost_bytes: what one more round trip (a wave of up to
             ``max_concurrency`` requests) is worth, in bytes: latency x
             bandwidth. Default 256 KiB (20 ms at 100 Mbit/s); 0: never bridge a
-            gap to save a round trip.
+            gap to save a round trip. The MP4 index prices with it too: a
+            fragmented file without sidx or mfra is walked in as many
+            concurrent lanes as the bytes scanned to start them are worth in
+            round trips saved (0: one sequential chain, the fewest bytes).
         retry: how transient faults are retried.
         connect_timeout_seconds: TCP/TLS connect timeout per attempt.
         read_timeout_seconds: longest wait for the next bytes of a reply; each
@@ -228,6 +231,11 @@ class RangeSource:
     def max_concurrency(self) -> int:
         """Requests in flight at once for one ``read_ranges`` call."""
         return self._max_concurrency
+
+    @property
+    def round_trip_cost_bytes(self) -> int:
+        """What one more round trip is worth, in bytes (the index walks' cost models use it too)."""
+        return self._round_trip_cost_bytes
 
     @property
     def stats(self) -> TransferStats:

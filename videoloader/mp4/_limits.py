@@ -11,6 +11,9 @@ of 2^64 ticks. Nothing here is allocated or converted on a claim alone:
 * a track holds at most ``MAX_SAMPLES`` samples (about 77 hours at 60 fps);
 * index boxes read on their own (nested ``sidx``, ``moof``, ``mfra``) have
   byte caps well above any real file's;
+* the fragment walk's resynchronising lanes (``_resync``) are capped in
+  number, in window size and in scanned bytes, so a scan holds at most
+  ``MAX_RESYNC_LANES x MAX_RESYNC_WINDOW_BYTES`` at once;
 * times and timescales are checked against int64 before numpy sees them.
 """
 
@@ -22,6 +25,9 @@ __all__ = [
     "MAX_EDITS",
     "MAX_EDIT_SAMPLES_FACTOR",
     "MAX_FRAGMENT_BOX_BYTES",
+    "MAX_RESYNC_LANES",
+    "MAX_RESYNC_SCAN_BYTES",
+    "MAX_RESYNC_WINDOW_BYTES",
     "MAX_SAMPLES",
     "MAX_SIDX_BYTES",
     "MAX_SIDX_TOTAL_BYTES",
@@ -40,6 +46,12 @@ MAX_SIDX_BYTES = 1 << 20
 MAX_SIDX_TOTAL_BYTES = 64 << 20
 #: One moof, or the mfra.
 MAX_FRAGMENT_BOX_BYTES = 64 << 20
+#: Lanes of one fragment walk that start by resynchronising (besides the one from the first moof).
+MAX_RESYNC_LANES = 32
+#: Largest window one lane's scan reads in one round (windows double up to it).
+MAX_RESYNC_WINDOW_BYTES = 1 << 20
+#: Bytes all lanes' scans of one walk may read; past it the lanes still scanning give up.
+MAX_RESYNC_SCAN_BYTES = 128 << 20
 #: Edits in one elst (real files have one to a few; each costs a pass over the samples).
 MAX_EDITS = 4096
 #: An edit list may repeat samples (looping edits), up to this many times the

@@ -3,8 +3,9 @@
 Reads, in order: the first 16 KiB (``HEAD_BYTES``); top-level headers outside it (one small
 read each, mdat bodies skipped); the moov if it was not already fetched; for
 fragmented files the fragment table (sidx: already fetched or one read; else
-mfra: mfro then mfra, two tail reads; else a walk from the first moof), then
-every moof of the track (concurrent reads, never an mdat body).
+mfra: mfro then mfra, two tail reads; else a walk from the first moof, in
+resynchronised concurrent lanes when the source prices a round trip: see
+``_resync``), then every moof of the track (concurrent reads, never an mdat body).
 """
 
 from __future__ import annotations
@@ -39,13 +40,13 @@ from ._limits import (
 )
 from ._locate import IndexSource, Layout, locate, walk_after_moov
 from ._moov import Movie, Track, TrackExtends, parse_moov
+from ._resync import MAX_INDEX_BYTES as _MAX_INDEX_BYTES
+from ._resync import walk_fragments
 
 if TYPE_CHECKING:  # pragma: no cover - io/ may pull in fsspec/aiohttp
     from ..io import RangeSource, TransferStats
 
 __all__ = ["load_index", "read_index"]
-
-_MAX_INDEX_BYTES = 512 * 1024 * 1024
 
 #: ``load_index``'s ``cache``: None (the process-wide cache), False (none), a folder or an IndexCache.
 CacheOption = IndexCache | str | os.PathLike[str] | Literal[False] | None
@@ -62,6 +63,10 @@ class _CountingSource:
         self.supports_retain = bool(getattr(source, "supports_retain", False))
         if hasattr(source, "read_head"):
             self.read_head = self._read_head
+        # The fragment walk's cost model: only a source that prices a round trip gets resync lanes.
+        round_trip_cost = getattr(source, "round_trip_cost_bytes", None)
+        self.round_trip_cost_bytes = int(round_trip_cost) if isinstance(round_trip_cost, int) else None
+        self.max_concurrency = int(getattr(source, "max_concurrency", 1))
 
     @property
     def size(self) -> int:
@@ -284,7 +289,7 @@ def _build_index(source: _CountingSource, *, track: int | None) -> SampleIndex:
     if movie.has_mvex:
         trex = movie.trex.get(trak.track_ID) or TrackExtends(trak.track_ID, 1, 0, 0, 0)
         state = FragmentState(trak.track_ID, trex, time_offset=time_offset, track_end=track_end)
-        moofs = _read_fragments(source, layout, trak.track_ID)
+        moofs = _read_fragments(source, layout, trak.track_ID, trex)
         max_samples = min(size, MAX_SAMPLES)  # every sample holds at least one byte
         state.samples = sum(len(p[0]) for p in parts)
         prev_dts = int(parts[-1][2][-1]) if parts and len(parts[-1][2]) else None
@@ -483,17 +488,31 @@ def _read_nested_sidx(
     return out
 
 
-def _read_fragments(source: IndexSource, layout: Layout, track_ID: int) -> list[tuple[Buffer, Box]]:
+def _read_fragments(source: IndexSource, layout: Layout, track_ID: int, trex: TrackExtends) -> list[tuple[Buffer, Box]]:
     """Every moof of the file, in file order, each with a buffer holding it.
 
     Known offsets are read concurrently; each moof read also brings the next
     box header (normally the mdat), which gives the next fragment's offset,
     so fragments missing from sidx/mfra are still found. mdat bodies are
-    never read.
+    never read. Without sidx or mfra, a source that prices a round trip
+    (``round_trip_cost_bytes``) has the walk run in resynchronised lanes
+    (``_resync``); any other source walks one chain.
     """
     url = source.url
     size = source.size
-    known, limit, _method = _fragment_offsets(source, layout, track_ID)
+    known, limit, method = _fragment_offsets(source, layout, track_ID)
+    round_trip_cost = getattr(source, "round_trip_cost_bytes", None)
+    if method == "walk" and known and isinstance(round_trip_cost, int) and round_trip_cost > 0:
+        return walk_fragments(
+            source,
+            layout,
+            first=known[0],
+            limit=limit,
+            track_ID=track_ID,
+            trex=trex,
+            round_trip_cost_bytes=round_trip_cost,
+            max_concurrency=int(getattr(source, "max_concurrency", 1)),
+        ).moofs
     # Blind reads are sized on the largest moof seen (+16 bytes for the next
     # header): exact for regular files, a few bytes into the mdat at worst.
     # Until a moof has been seen, read 16-byte headers first (exact, 2 rounds).
