@@ -10,11 +10,31 @@ through:
 - ``DataLoader(num_workers=2)`` (fork)
 - ``make_node_loader(num_threads=8)`` (one process, a thread pool)
 
+and, in the same run, peers loading the same items (``RandomClip(8)`` from
+the same per-item seeds, 224 x 224, same batch and ``RandomSampler``) through
+a plain torch ``Dataset`` and ``DataLoader`` (``--peer-modes``, default
+``num_workers=0``) over the same server:
+
+- torchcodec ``VideoDecoder(seek_mode="exact" | "approximate",
+  transforms=[Resize((224, 224))])`` on an fsspec HTTP file object
+  (``HTTPFileSystem().open(url, "rb")``, default 5 MiB blocks);
+- decord2 ``VideoReader(url, width=224, height=224)`` on the URL (its FFmpeg's
+  HTTP reader), or on an fsspec file object (it reads the whole object
+  first) when it cannot open the URL.
+
+Each peer keeps one open decoder per video and loading thread (its best case:
+exact mode's whole-file scan and decord's index are paid once per video,
+not per clip). A peer that is not installed or cannot read the source is
+skipped with the reason printed. Peer rows run after ours in the same
+process: their peak RSS includes what the earlier rows left. Our rows get ``vs best peer``: clips/s over
+the best peer's at the same loader and latency (target >= 2x at 50 ms with
+<= 1/10 of its bytes).
+
 It reports clips/s (from the first batch to the last: worker start-up and
 video generation excluded; the median of ``--repeats`` runs, 0 ms and 50 ms
 alternating, because other programs' load on a shared 2-core machine moves
 single runs by 2x), the CPU time per clip (which that load hardly moves),
-the 50 ms / 0 ms ratio (target >= 0.8), bytes per
+the 50 ms / 0 ms ratio (target >= 0.85 for every loader), bytes per
 clip, the peak RSS of each loading process, and the RSS growth of the worst
 process from 10 % of the samples to the end (target < 50 MB; run with
 ``--samples 2000`` for the full check).
@@ -24,6 +44,7 @@ Prints a Markdown table; writes JSON to ``benchmarks/results/loader_throughput.j
     .venv/bin/python benchmarks/loader_throughput.py                 # quick: 200 samples per run
     .venv/bin/python benchmarks/loader_throughput.py --repeats 3     # steadier clips/s on a busy machine
     .venv/bin/python benchmarks/loader_throughput.py --samples 2000 --latency-ms 0  # the RSS-growth check
+    .venv/bin/python benchmarks/loader_throughput.py --peers --modes workers0  # ours only, no peer rows
 """
 
 from __future__ import annotations
@@ -36,13 +57,16 @@ import platform
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, RandomSampler  # noqa: E402
 
@@ -170,7 +194,110 @@ class RssProbe:
         }
 
 
-def run_one(mode: str, dataset: VideoFrameDataset, *, batch_size: int, threads: int, seed: int) -> dict:
+PEERS = ("torchcodec_exact", "torchcodec_approx", "decord")
+SIZE = (224, 224)
+
+
+class _PeerVideo:
+    """What ``RandomClip`` needs from a video, from a peer's frame count and rate (constant rate)."""
+
+    def __init__(self, url: str, num_frames: int, fps: float) -> None:
+        self.url = url
+        self.starts = np.arange(num_frames, dtype=np.float64) / fps
+        self.metadata = type(
+            "Meta", (), {"num_frames": num_frames, "begin_stream_seconds": 0.0, "duration_seconds": num_frames / fps}
+        )()
+
+    def frame_indices_played_at(self, seconds: Any) -> list[int]:
+        idx = np.searchsorted(self.starts, np.asarray(seconds, dtype=np.float64), side="right") - 1
+        if (idx < 0).any() or (idx >= len(self.starts)).any():
+            raise IndexError(f"{seconds} outside the video")
+        return [int(i) for i in idx]
+
+
+class PeerDataset(torch.utils.data.Dataset):
+    """The benchmark's items through a peer library: a plain map-style Dataset.
+
+    Item ``i`` draws ``RandomClip(8)`` from ``SeedSequence([seed, 0, i])`` as
+    ``VideoFrameDataset`` does, and returns ``{"frames": 8 x 3 x 224 x 224, "index": i}``.
+    One decoder per (loading thread, video) is kept open.
+    """
+
+    def __init__(self, sources: list[str], peer: str, *, seed: int = 0) -> None:
+        self.sources, self.peer, self.seed = sources, peer, seed
+        self.sampler = RandomClip(8)
+        self._open: dict[tuple[int, int, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def _decoder(self, url: str) -> tuple[Any, _PeerVideo]:
+        key = (os.getpid(), threading.get_ident(), url)
+        with self._lock:
+            got = self._open.get(key)
+        if got is None:
+            got = open_peer(self.peer, url)
+            with self._lock:
+                self._open[key] = got
+        return got
+
+    def __getitem__(self, index: int) -> dict:
+        url = self.sources[index]
+        (dec, f), video = self._decoder(url)
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0, int(index)]))
+        idx = [int(i) for i in self.sampler(video, rng)]
+        if self.peer == "decord":
+            frames = torch.from_numpy(dec.get_batch(idx).asnumpy()).permute(0, 3, 1, 2).contiguous()
+        else:
+            frames = dec.get_frames_at(indices=idx).data
+        return {"frames": frames, "index": int(index)}
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._open = self._open, {}
+        for (_, f), _video in opened.values():
+            if f is not None:
+                f.close()
+
+
+def open_peer(peer: str, url: str) -> tuple[tuple[Any, Any], _PeerVideo]:
+    """``((decoder, file object or None), video)`` for one peer on ``url``."""
+    import fsspec
+
+    if peer.startswith("torchcodec"):
+        tc = require("torchcodec.decoders", purpose="the torchcodec peer")
+        tct = require("torchcodec.transforms", purpose="the torchcodec peer")
+        f = fsspec.filesystem("http", skip_instance_cache=True).open(url, "rb")
+        mode = "exact" if peer == "torchcodec_exact" else "approximate"
+        dec = tc.VideoDecoder(f, seek_mode=mode, transforms=[tct.Resize(SIZE)], num_ffmpeg_threads=1)
+        m = dec.metadata
+        return (dec, f), _PeerVideo(url, int(m.num_frames), float(m.average_fps))
+    decord = require("decord", purpose="the decord peer")
+    try:
+        dec = decord.VideoReader(url, width=SIZE[1], height=SIZE[0], num_threads=1)
+        f = None
+    except Exception:  # its FFmpeg may lack HTTP: a file object (read whole by decord)
+        f = fsspec.filesystem("http", skip_instance_cache=True).open(url, "rb")
+        dec = decord.VideoReader(f, width=SIZE[1], height=SIZE[0], num_threads=1)
+    return (dec, f), _PeerVideo(url, len(dec), float(dec.get_avg_fps()))
+
+
+def peer_problem(peer: str, url: str) -> str | None:
+    """Why ``peer`` cannot load ``url`` here (None: it can); says how decord reads it."""
+    try:
+        (dec, f), video = open_peer(peer, url)
+    except Exception as e:  # noqa: BLE001 - reported, then the peer is skipped
+        return f"{type(e).__name__}: {e}"
+    how = "the URL" if f is None else "an fsspec file object"
+    if peer == "decord":
+        print(f"# decord reads {how}", file=sys.stderr)
+    if f is not None:
+        f.close()
+    return None
+
+
+def run_one(mode: str, dataset: Any, *, batch_size: int, threads: int, seed: int) -> dict:
     n = len(dataset)
     g = torch.Generator().manual_seed(seed)
     sampler = RandomSampler(dataset, generator=g)
@@ -224,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         help="VideoFrameDataset(max_concurrent_samples=...) (default: the dataset's)",
     )
     ap.add_argument("--repeats", type=int, default=1, help="runs per configuration (median reported)")
+    ap.add_argument("--peers", nargs="*", default=list(PEERS), help=f"peer libraries ({', '.join(PEERS)})")
+    ap.add_argument("--peer-modes", nargs="*", default=["workers0"], help="loaders for the peers (workers0, workers2)")
     ap.add_argument("--videos", type=int, default=2)
     ap.add_argument("--frames", type=int, default=300, help="frames per video (30 fps)")
     ap.add_argument("--gop", type=int, default=30)
@@ -231,24 +360,42 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "loader_throughput.json")
     args = ap.parse_args(argv)
 
+    if any(p.startswith("torchcodec") for p in args.peers):
+        import _common  # benchmarks/ is this script's directory
+
+        _common.ensure_torchcodec_ffmpeg()  # may re-exec this script once, before anything runs
     args.media_dir.mkdir(parents=True, exist_ok=True)
     paths = make_videos(args.media_dir, args.videos, args.frames, args.gop)
     runs = []
+    skipped: dict[str, str] = {}
     server = ServerProcess(paths)  # before any loader thread exists (fork)
     try:
         urls = server.urls
         sources = [urls[i % len(urls)] for i in range(args.samples)]
         extra = {} if args.concurrent_samples is None else {"max_concurrent_samples": args.concurrent_samples}
+        configs = [("videoloader", m) for m in args.modes] + [(p, m) for p in args.peers for m in args.peer_modes]
         # Each mode at every latency back to back (and alternating when repeated), so that
         # load from other programs on the machine hurts the 50 ms / 0 ms ratio least.
-        for mode in args.modes:
+        for lib, mode in configs:
+            if lib != "videoloader" and lib not in skipped:
+                # Checked only now: our rows run before any peer library is loaded in this process.
+                why = peer_problem(lib, urls[0])
+                if why is not None:
+                    print(f"# skipping peer {lib}: {why}", file=sys.stderr)
+                    skipped[lib] = why
+            if lib in skipped:
+                continue
             for _ in range(args.repeats):
                 for latency_ms in args.latency_ms:
                     server.call("latency", latency_ms / 1000)
                     server.call("reset")
-                    ds = VideoFrameDataset(sources, RandomClip(8), output_size=(224, 224), seed=0, **extra)
+                    if lib == "videoloader":
+                        ds: Any = VideoFrameDataset(sources, RandomClip(8), output_size=SIZE, seed=0, **extra)
+                    else:
+                        ds = PeerDataset(sources, lib, seed=0)
                     load_before = os.getloadavg()[0]
                     r = run_one(mode, ds, batch_size=args.batch_size, threads=args.threads, seed=0)
+                    r["library"] = lib
                     r["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
                     r["latency_ms"] = latency_ms
                     r["mb_per_clip"] = round(server.call("bytes_sent") / max(r["samples"], 1) / MB, 3)
@@ -258,11 +405,14 @@ def main(argv: list[str] | None = None) -> int:
         server.close()
 
     results = []
-    for mode in args.modes:
+    for lib, mode in configs:
+        if lib in skipped:
+            continue
         for latency_ms in args.latency_ms:
-            rs = [r for r in runs if r["mode"] == mode and r["latency_ms"] == latency_ms]
+            rs = [r for r in runs if r["library"] == lib and r["mode"] == mode and r["latency_ms"] == latency_ms]
             results.append(
                 {
+                    "library": lib,
                     "mode": mode,
                     "latency_ms": latency_ms,
                     "clips_per_second": round(statistics.median(r["clips_per_second"] for r in rs), 2),
@@ -275,10 +425,21 @@ def main(argv: list[str] | None = None) -> int:
                     "load_average": [min(r["load_average"][0] for r in rs), max(r["load_average"][1] for r in rs)],
                 }
             )
-    base = {r["mode"]: r["clips_per_second"] for r in results if r["latency_ms"] == 0}
+    base = {(r["library"], r["mode"]): r["clips_per_second"] for r in results if r["latency_ms"] == 0}
     for r in results:
-        b = base.get(r["mode"])
+        b = base.get((r["library"], r["mode"]))
         r["vs_0ms"] = round(r["clips_per_second"] / b, 3) if b else None
+    for r in results:
+        rivals = [
+            p
+            for p in results
+            if p["library"] != "videoloader" and p["mode"] == r["mode"] and p["latency_ms"] == r["latency_ms"]
+        ]
+        best = max(rivals, key=lambda p: p["clips_per_second"], default=None)
+        if r["library"] == "videoloader" and best is not None and best["clips_per_second"] > 0:
+            r["best_peer"] = best["library"]
+            r["vs_best_peer"] = round(r["clips_per_second"] / best["clips_per_second"], 2)
+            r["bytes_vs_best_peer"] = round(r["mb_per_clip"] / best["mb_per_clip"], 3) if best["mb_per_clip"] else None
 
     env = {
         "machine": platform.machine(),
@@ -290,24 +451,28 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": args.batch_size,
         "threads": args.threads,
         "repeats": args.repeats,
+        "peers_skipped": skipped,
     }
     print(
         f"\nLoader throughput ({env['videos']}; {env['clip']}; batch {args.batch_size}; {env['cpus']} CPUs; "
         f"median of {args.repeats} run(s) of {args.samples} clips)\n"
     )
     print(
-        "| loader | latency | clips/s | vs 0 ms | runs (clips/s) | MB/clip | CPU ms/clip | peak RSS/proc (MB) | RSS growth (MB) | load avg |"
+        "| library | loader | latency | clips/s | vs 0 ms | vs best peer (clips/s, bytes) | runs (clips/s) | MB/clip "
+        "| CPU ms/clip | peak RSS/proc (MB) | RSS growth (MB) | load avg |"
     )
-    print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|")
     names = {
         "workers0": "DataLoader, 0 workers",
         "workers2": "DataLoader, 2 workers (fork)",
         "threads": f"nodes, {args.threads} threads",
     }
     for r in results:
+        peer = f"{r['vs_best_peer']}x, {r['bytes_vs_best_peer']}x ({r['best_peer']})" if "best_peer" in r else "-"
         print(
-            f"| {names[r['mode']]} | {r['latency_ms']:.0f} ms | {r['clips_per_second']:.1f} | "
-            f"{r['vs_0ms'] if r['vs_0ms'] is not None else '-'} | {', '.join(f'{x:.1f}' for x in r['clips_per_second_runs'])} | "
+            f"| {r['library']} | {names[r['mode']]} | {r['latency_ms']:.0f} ms | {r['clips_per_second']:.1f} | "
+            f"{r['vs_0ms'] if r['vs_0ms'] is not None else '-'} | {peer} | "
+            f"{', '.join(f'{x:.1f}' for x in r['clips_per_second_runs'])} | "
             f"{r['mb_per_clip']} | {r['cpu_ms_per_clip']} | {r['peak_rss_mb']} | "
             f"{r['rss_growth_mb']} | {r['load_average'][0]}-{r['load_average'][1]} |"
         )

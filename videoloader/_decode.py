@@ -56,6 +56,7 @@ def decode_plan(
     *,
     skip: Callable[[bytes | memoryview], bool] | None,
     what: str,
+    samples: Iterable[tuple[DecodeGroup, Iterable[tuple[int, bytes | memoryview]]]] | None = None,
 ) -> tuple[dict[int, torch.Tensor], int]:
     """Decode every group of ``plan``.
 
@@ -66,6 +67,8 @@ def decode_plan(
         skip: says whether a sample is a non-reference picture (unwanted ones
             are not decoded: no other frame needs them); None when unknown.
         what: names the reader and decoder in errors.
+        samples: the groups' samples when the caller fetched them beforehand
+            (same shape as ``source.group_samples(plan.groups)``, which is the default).
 
     Returns:
         ``({frame index: tensor}, compressed bytes fed to the decoder)``.
@@ -77,10 +80,11 @@ def decode_plan(
     t = source.table
     out: dict[int, torch.Tensor] = {}
     fed = 0
-    for group, samples in source.group_samples(plan.groups):
+    groups = source.group_samples(plan.groups) if samples is None else samples
+    for group, group_samples in groups:
         wanted = {int(t.pts[t.frame_to_sample[f]]): f for f in group.frames}
         packets = []
-        for s, data in samples:
+        for s, data in group_samples:
             pts = int(t.pts[s])
             if skip is not None and pts not in wanted and not t.is_sync[s] and skip(data):
                 continue

@@ -80,19 +80,30 @@ class IndexPackets:
             batches[-1].append(g)
             nbytes += g.nbytes
         if len(batches) == 1:
-            for g, blobs in zip(batches[0], self._fetch(batches[0]), strict=False):
+            for g, blobs in zip(batches[0], self.fetch(batches[0]), strict=False):
                 yield g, self._samples(g, blobs)
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloader-fetch") as pool:
-            pending = pool.submit(self._fetch, batches[0])
+            pending = pool.submit(self.fetch, batches[0])
             for i, batch in enumerate(batches):
                 fetched = pending.result()
                 if i + 1 < len(batches):
-                    pending = pool.submit(self._fetch, batches[i + 1])
+                    pending = pool.submit(self.fetch, batches[i + 1])
                 for g, blobs in zip(batch, fetched, strict=False):
                     yield g, self._samples(g, blobs)
 
-    def _fetch(self, groups: Sequence[DecodeGroup]) -> list[list[bytes]]:
+    def fetched_samples(
+        self, groups: Sequence[DecodeGroup], fetched: list[list[bytes]]
+    ) -> Iterator[tuple[DecodeGroup, SampleBytes]]:
+        """Like :meth:`group_samples`, from bytes :meth:`fetch` already returned for ``groups``.
+
+        Lets a caller download several plans' bytes at once (one network wait
+        for a whole batch of items) and decode each plan later, elsewhere.
+        """
+        for g, blobs in zip(groups, fetched, strict=True):
+            yield g, self._samples(g, blobs)
+
+    def fetch(self, groups: Sequence[DecodeGroup]) -> list[list[bytes]]:
         """One concurrent range call for several groups: each group's replies."""
         blobs = self.source.read_ranges([r for g in groups for r in g.ranges])
         out, k = [], 0

@@ -26,12 +26,12 @@ from ._containers import open_container
 from ._decode import decode_plan
 from ._errors import NotAVideoError, UnsupportedFormatError, VideoLoaderError
 from ._fork import ProcessLocal
-from ._index_packets import IndexPackets
+from ._index_packets import PIPELINE_BATCH_BYTES, IndexPackets
 from ._indices import as_index, as_indices
 from ._matroska_packets import MatroskaPackets
 from ._output import OutputPlan, plan_output, rotation_degrees
 from ._packets import SampleIndex
-from ._plan import Plan, plan_frames
+from ._plan import DecodeGroup, Plan, plan_frames
 from ._types import FrameBatch, VideoMetadata
 from .codecs import get_codec
 from .decoders import DecoderBackend, OutputSpec, select_backend
@@ -56,6 +56,25 @@ MAX_RECORDS = 4096
 DimensionOrder = Literal["NCHW", "NHWC"]
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FetchedFrames:
+    """Frames of one reader planned and their bytes downloaded, not yet decoded.
+
+    What ``VideoReader._fetch_frames`` returns and ``_decode_fetched`` takes:
+    the datasets' batch path downloads every item's bytes at once (one network
+    wait per batch instead of one per item), then decodes the items on a pool.
+    """
+
+    owner: object
+    """The packet source that planned and fetched it (a reader decodes only its own)."""
+    frames: list[int]
+    """The frames asked for, in the order asked."""
+    plan: Plan
+    blobs: list[list[bytes]] | None
+    """Each group's fetched ranges; None where the decode fetches as it goes
+    (the demux path, or a plan too big to hold at once)."""
 
 
 def _serialised(method: Callable[Concatenate[VideoReader, _P], _R]) -> Callable[Concatenate[VideoReader, _P], _R]:
@@ -350,12 +369,50 @@ class VideoReader:
             CorruptVideoError: a frame could not be decoded.
         """
         self._check_open()
+        frames = self._checked_indices(indices)
+        plan = plan_frames(self._packets.table, frames) if frames else Plan(())
+        return self._frames(frames, plan, None)
+
+    @_serialised
+    def _fetch_frames(self, indices: Sequence[int]) -> FetchedFrames:
+        """Plan ``get_frames_at(indices)`` and download its bytes, without decoding.
+
+        ``_decode_fetched`` of the result returns what ``get_frames_at(indices)``
+        would. Splitting the two lets a caller overlap many items' network
+        waits and decode afterwards. On the demux path, and for plans above
+        ``PIPELINE_BATCH_BYTES`` (memory stays bounded), nothing is fetched
+        here: the decode fetches as ``get_frames_at`` does.
+        """
+        self._check_open()
+        frames = self._checked_indices(indices)
+        plan = plan_frames(self._packets.table, frames) if frames else Plan(())
+        blobs = None
+        if frames and isinstance(self._packets, IndexPackets) and plan.nbytes <= PIPELINE_BATCH_BYTES:
+            blobs = self._packets.fetch(plan.groups)
+        return FetchedFrames(self._packets, frames, plan, blobs)
+
+    @_serialised
+    def _decode_fetched(self, fetched: FetchedFrames) -> FrameBatch:
+        """Decode what this reader's ``_fetch_frames`` returned: the frames of ``get_frames_at``."""
+        self._check_open()
+        if fetched.owner is not self._packets:
+            raise ValueError(f"{self.url}: these frames were fetched by another reader")
+        return self._frames(fetched.frames, fetched.plan, fetched.blobs)
+
+    def _checked_indices(self, indices: Sequence[int]) -> list[int]:
         frames = as_indices(indices)
         n = self.metadata.num_frames
         for i in frames:
             if not 0 <= i < n:
                 raise IndexError(f"{self.url}: frame index {i} is out of range for {n} frames")
-        decoded, fed = self._decode(plan_frames(self._packets.table, frames)) if frames else ({}, 0)
+        return frames
+
+    def _frames(self, frames: list[int], plan: Plan, blobs: list[list[bytes]] | None) -> FrameBatch:
+        """Decode ``plan`` (from ``blobs`` when fetched beforehand) and stack ``frames`` in order."""
+        samples = None
+        if blobs is not None:
+            samples = cast(IndexPackets, self._packets).fetched_samples(plan.groups, blobs)
+        decoded, fed = self._decode(plan, samples) if frames else ({}, 0)
         self._count_fed(fed)
         sel = np.asarray(frames, dtype=np.int64)
         return self._stack(
@@ -408,10 +465,17 @@ class VideoReader:
         self.last_decode_nbytes = nbytes
         self.decoded_nbytes += nbytes
 
-    def _decode(self, plan: Plan) -> tuple[dict[int, torch.Tensor], int]:
+    def _decode(
+        self, plan: Plan, samples: Iterator[tuple[DecodeGroup, Iterator[tuple[int, memoryview]]]] | None = None
+    ) -> tuple[dict[int, torch.Tensor], int]:
         decoder = self._decoder.get()
         out, fed = decode_plan(
-            plan, self._packets, decoder, skip=self._non_reference, what=f"{self.url}: the {self.backend} decoder"
+            plan,
+            self._packets,
+            decoder,
+            skip=self._non_reference,
+            what=f"{self.url}: the {self.backend} decoder",
+            samples=samples,
         )
         if self._metadata is not None and self._metadata.pixel_format is None:
             self._metadata = dataclasses.replace(self._metadata, pixel_format=decoder.pixel_format())

@@ -14,6 +14,7 @@ The epoch lives in shared memory (:class:`~videoloader.data._epoch.SharedEpoch`)
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -96,6 +97,25 @@ def _sample_exception(e: Exception, index: int, url: str) -> Exception:
     new.__cause__ = e if _chain_is_clean(e) else None
     new.__suppress_context__ = True
     return new
+
+
+@dataclasses.dataclass(eq=False)
+class _Pending:
+    """An item between :meth:`_SampleLoader._fetch_item` and :meth:`_SampleLoader._finish_item`."""
+
+    index: int
+    record: VideoRecord
+    url: str
+    """The record's URL, redacted."""
+    has_labels: bool
+    reader: Any = None
+    """The reader checked out for this item (None if opening it failed)."""
+    before: Any = None
+    """The reader's transfer snapshot before this item (None: a new reader, all of its requests count)."""
+    indices: list[int] = dataclasses.field(default_factory=list)
+    fetched: Any = None
+    """What ``reader._fetch_frames`` returned."""
+    error: Exception | None = None
 
 
 class _SampleLoader:
@@ -245,47 +265,69 @@ class _SampleLoader:
 
         ``has_labels``: whether the sample gets a ``label`` key; None: when the record has a label.
         """
+        return self._finish_item(self._fetch_item(index, record, has_labels=has_labels))
+
+    def _fetch_item(self, index: int, record: VideoRecord, *, has_labels: bool | None) -> _Pending:
+        """The first half of :meth:`load`: open a reader, choose the frames, download their bytes.
+
+        Nothing is decoded and nothing raises: a failure travels in the result
+        to :meth:`_finish_item`, which applies the error policy. The reader stays
+        checked out until :meth:`_finish_item`.
+        """
         from ..io import redact_url
 
         if has_labels is None:
             has_labels = record.label is not None
-
         state = self._state()
-        url = redact_url(record.url)
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, int(index)]))
-        reader = None
-        before = None
-        transfer = dict.fromkeys(_TRANSFER_KEYS, 0)
-        error: Exception | None = None
+        pending = _Pending(index=int(index), record=record, url=redact_url(record.url), has_labels=has_labels)
         try:
-            reader, is_new = state.readers.acquire(record.url, lambda: self._open_reader(record.url, state))
-            before = None if is_new else reader.transfer_stats.snapshot()
+            pending.reader, is_new = state.readers.acquire(record.url, lambda: self._open_reader(record.url, state))
+            pending.before = None if is_new else pending.reader.transfer_stats.snapshot()
             clips = [
-                list(self.sampler(reader, rng, start_seconds=record.start_seconds, end_seconds=record.end_seconds))
+                list(
+                    self.sampler(
+                        pending.reader, rng, start_seconds=record.start_seconds, end_seconds=record.end_seconds
+                    )
+                )
                 for _ in range(self.clips_per_video)
             ]
             if len({len(c) for c in clips}) > 1:
                 raise ValueError(
                     f"clips_per_video needs clips of one length, the sampler gave {[len(c) for c in clips]}"
                 )
-            indices = [i for clip in clips for i in clip]
+            pending.indices = [i for clip in clips for i in clip]
             # One call: every GOP this sample needs goes out as one concurrent range batch.
-            batch = reader.get_frames_at(indices)
-        except Exception as e:  # noqa: BLE001 - handled below, outside this block
-            error = e
+            pending.fetched = pending.reader._fetch_frames(pending.indices)
+        except Exception as e:  # noqa: BLE001 - _finish_item() applies the error policy
+            pending.error = e
+        return pending
+
+    def _finish_item(self, pending: _Pending) -> dict[str, Any] | None:
+        """The second half of :meth:`load`: decode what :meth:`_fetch_item` downloaded, give the reader back."""
+        state = self._state()
+        reader, error = pending.reader, pending.error
+        batch = None
+        if error is None:
+            try:
+                batch = reader._decode_fetched(pending.fetched)
+            except Exception as e:  # noqa: BLE001 - handled below, outside this block
+                error = e
+        pending.error = None  # the sample dict or the raised error carries it from here
+        transfer = dict.fromkeys(_TRANSFER_KEYS, 0)
+        if reader is not None:
+            stats = reader.transfer_stats
+            transfer = (stats if pending.before is None else stats.since(pending.before)).as_dict()
         if error is not None:
-            # Outside the except block: what _failed raises does not get the raw error as __context__.
+            # Outside any except block: what _failed raises does not get the raw error as __context__.
             if reader is not None:
-                stats = reader.transfer_stats
-                transfer = (stats if before is None else stats.since(before)).as_dict()
                 state.readers.discard(reader)
-            return self._failed(error, index, url, record, transfer, has_labels, state)
-        assert reader is not None, "the try block above acquired a reader or set error"
-        stats = reader.transfer_stats
-        transfer = (stats if before is None else stats.since(before)).as_dict()
-        state.readers.release(record.url, reader)
+            return self._failed(error, pending.index, pending.url, pending.record, transfer, pending.has_labels, state)
+        assert reader is not None and batch is not None, "_fetch_item() acquired a reader or set error"
+        state.readers.release(pending.record.url, reader)
         state.count()
-        frames, frame_indices = batch.data, torch.from_numpy(np.asarray(indices, dtype=np.int64))
+        index, record = pending.index, pending.record
+        frames, frame_indices = batch.data, torch.from_numpy(np.asarray(pending.indices, dtype=np.int64))
         pts = batch.pts_seconds
         if self.clips_per_video > 1:
             k = self.clips_per_video
@@ -298,9 +340,9 @@ class _SampleLoader:
             "frame_indices": frame_indices,
             "pts_seconds": pts,
             "index": int(index),
-            "url": url,
+            "url": pending.url,
         }
-        if has_labels:
+        if pending.has_labels:
             sample["label"] = record.label
         sample.update(record.extra)
         sample["transfer"] = transfer
@@ -398,12 +440,12 @@ class VideoFrameDataset(_SampleLoader, Dataset):
         max_open_readers: idle readers kept open per process (LRU, closed on
             eviction) so items of the same video reuse its index and decoder;
             keep it >= the loading threads of a process. 0: close after each item.
-        max_concurrent_samples: items of one batch loaded concurrently per
-            process when DataLoader fetches a batch (``__getitems__``): one
-            item's network wait overlaps another's decoding. With
-            ``num_workers=0`` and high latency, the batch size hides more
-            latency (the batch waits for the network once) but keeps more
-            decoders alive (more memory). 1: one by one.
+        max_concurrent_samples: items of one batch in flight per process
+            when DataLoader fetches a batch (``__getitems__``): each downloads
+            its bytes, then is decoded on a pool of one thread per core (at
+            most this many), while the next items download; so the batch
+            waits for the network about once. Each item in flight holds a
+            reader. 1: one by one, nothing overlapped.
         reader_options: more ``VideoReader`` arguments (``track``, ``device``,
             ``source_options``...).
         url_column, label_column: the manifest columns (or dict keys) holding
@@ -473,24 +515,42 @@ class VideoFrameDataset(_SampleLoader, Dataset):
         """The source record of item ``index``."""
         return self.sources[index]
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
+    def _item_index(self, index: Any) -> int:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise TypeError(f"VideoFrameDataset indices are ints, got {index!r}")
         n = len(self.sources)
         if not 0 <= index < n:
             raise IndexError(f"item {index} is out of range for {n} sources")
-        return self.load(int(index), self.sources[int(index)], has_labels=self.sources.has_labels)
+        return int(index)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        index = self._item_index(index)
+        return self.load(index, self.sources[index], has_labels=self.sources.has_labels)
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any] | None]:
-        """A batch's items, loaded concurrently (DataLoader calls this when batching).
+        """A batch's items: downloads overlapped with decoding on a pool, one thread per core.
 
-        Network waits of one item overlap with the decoding of others. The
-        result is in ``indices`` order and identical to ``[self[i] for i in indices]``.
+        DataLoader calls this when batching. Up to ``max_concurrent_samples``
+        items are in flight at once; each downloads all of its bytes
+        (``VideoReader._fetch_frames``), then waits for a decoding thread
+        (one per core, at most ``max_concurrent_samples``). Because decoding
+        never runs on more threads than cores, items finish one after another
+        and the next items' downloads run while others decode: a batch waits
+        for the network about once, not once per item. The result is in
+        ``indices`` order and identical to ``[self[i] for i in indices]``.
         """
-        indices = [int(i) for i in indices]
+        indices = [self._item_index(i) for i in indices]
         if self.max_concurrent_samples == 1 or len(indices) <= 1:
             return [self[i] for i in indices]
-        futures = [self._state().executor().submit(self.__getitem__, i) for i in indices]
+        state = self._state()
+        decoders = state.decode_executor()
+
+        def load(i: int) -> dict[str, Any] | None:
+            pending = self._fetch_item(i, self.sources[i], has_labels=self.sources.has_labels)
+            # Waiting here keeps at most max_concurrent_samples items (and readers) in flight.
+            return decoders.submit(self._finish_item, pending).result()
+
+        futures = [state.executor().submit(load, i) for i in indices]
         return [f.result() for f in futures]  # the first failure (in index order) raises
 
     def state_dict(self) -> dict[str, Any]:

@@ -11,12 +11,14 @@ hangs the parent's next request); see ``videoloader._fork``.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .._fork import ProcessLocal
+from ._heap import TRIM_EVERY_SAMPLES, trim_heap
 
 log = logging.getLogger(__name__)
 
@@ -106,25 +108,50 @@ class ProcessState:
         self.lock = threading.Lock()
         self._max_threads = max_concurrent_samples
         self._executor: ThreadPoolExecutor | None = None
+        self._decoders: ThreadPoolExecutor | None = None
 
     def executor(self) -> ThreadPoolExecutor:
-        """Threads that load the samples of one batch concurrently (decoding releases the GIL)."""
+        """Threads that open readers and download the samples of one batch concurrently."""
         with self.lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self._max_threads, thread_name_prefix="videoloader-sample")
             return self._executor
 
+    def decode_executor(self) -> ThreadPoolExecutor:
+        """One thread per usable core (at most ``max_concurrent_samples``) that decodes
+        downloaded samples (decoding releases the GIL)."""
+        with self.lock:
+            if self._decoders is None:
+                threads = min(_usable_cores(), self._max_threads)
+                self._decoders = ThreadPoolExecutor(threads, thread_name_prefix="videoloader-decode")
+            return self._decoders
+
     def count(self, *, skipped: bool = False, error: bool = False) -> None:
+        """Count one finished sample; every ``TRIM_EVERY_SAMPLES`` give freed heap back to the OS."""
         with self.lock:
             self.num_samples += 1
             self.num_skipped += skipped
             self.num_errors += error
+            trim = self.num_samples % TRIM_EVERY_SAMPLES == 0
+        if trim:
+            trim_heap()  # see _heap: without it a many-threaded loader's RSS creeps up
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        # Downloads first: they hand their samples to the decoders.
+        for attr in ("_executor", "_decoders"):
+            pool = getattr(self, attr)
+            if pool is not None:
+                pool.shutdown(wait=True)
+                setattr(self, attr, None)
         self.readers.close()
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the platform says)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity on this platform
+        return os.cpu_count() or 1
 
 
 def process_state(holder: Any, attr: str, factory: Callable[[], ProcessState]) -> ProcessState:
