@@ -87,6 +87,18 @@ def test_decoding_fetched_frames_makes_no_request(urls):
             reader._fetch_frames([10_000])
 
 
+def test_matroska_fetches_before_decoding_too(urls):
+    """A Matroska reader (lazy open, complete table on first use by index) takes the same split."""
+    with VideoReader(urls["mkv_h264"], size=(32, 48)) as reader:
+        frames = [40, 3, 17, 59]
+        fetched = reader._fetch_frames(frames)
+        assert fetched.blobs is not None
+        before = reader.transfer_stats.snapshot()
+        batch = reader._decode_fetched(fetched)
+        assert reader.transfer_stats.since(before).as_dict()["num_requests"] == 0
+        assert torch.equal(batch.data, reader.get_frames_at(frames).data)
+
+
 def test_demux_and_large_plans_fetch_while_decoding(urls, monkeypatch):
     """Where nothing is fetched beforehand (demux path, plans above the pipeline's
     batch size, which bounds memory) the decode fetches as get_frames_at does."""

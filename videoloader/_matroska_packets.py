@@ -149,6 +149,16 @@ class MatroskaPackets:
         """As ``IndexPackets.group_samples``, over the complete table."""
         return self._complete().group_samples(groups)
 
+    def fetch(self, groups: Sequence[DecodeGroup]) -> list[list[bytes]]:
+        """As ``IndexPackets.fetch``, over the complete table."""
+        return self._complete().fetch(groups)
+
+    def fetched_samples(
+        self, groups: Sequence[DecodeGroup], fetched: list[list[bytes]]
+    ) -> Iterator[tuple[DecodeGroup, Iterator[tuple[int, memoryview]]]]:
+        """As ``IndexPackets.fetched_samples``, over the complete table."""
+        return self._complete().fetched_samples(groups, fetched)
+
     # -- frames by time -----------------------------------------------------------------------
 
     def frames_at_seconds(

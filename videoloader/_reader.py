@@ -387,7 +387,11 @@ class VideoReader:
         frames = self._checked_indices(indices)
         plan = plan_frames(self._packets.table, frames) if frames else Plan(())
         blobs = None
-        if frames and isinstance(self._packets, IndexPackets) and plan.nbytes <= PIPELINE_BATCH_BYTES:
+        if (
+            frames
+            and isinstance(self._packets, (IndexPackets, MatroskaPackets))
+            and plan.nbytes <= PIPELINE_BATCH_BYTES
+        ):
             blobs = self._packets.fetch(plan.groups)
         return FetchedFrames(self._packets, frames, plan, blobs)
 
@@ -411,7 +415,7 @@ class VideoReader:
         """Decode ``plan`` (from ``blobs`` when fetched beforehand) and stack ``frames`` in order."""
         samples = None
         if blobs is not None:
-            samples = cast(IndexPackets, self._packets).fetched_samples(plan.groups, blobs)
+            samples = cast("IndexPackets | MatroskaPackets", self._packets).fetched_samples(plan.groups, blobs)
         decoded, fed = self._decode(plan, samples) if frames else ({}, 0)
         self._count_fed(fed)
         sel = np.asarray(frames, dtype=np.int64)
