@@ -13,7 +13,7 @@ Cues only, serves ``get_frames_played_at`` from the blocks after that keyframe
 
 The walk from a keyframe reads *through* the payloads that lie before the
 time (the decode needs them anyway: the reads are sized on the bytes per frame
-seen so far, a little short of the estimate), then block headers only, and
+seen so far), then block headers only, and
 stops as soon as no later block can be shown at or before the time: the
 stream's reorder bound (0 for VP8/VP9/AV1; H.264/HEVC say theirs in the SPS)
 says when. Without a bound it walks on to the second keyframe after (a GOP's
@@ -66,8 +66,11 @@ log = logging.getLogger("videoloader")
 #: Walks kept for later calls (each the packet table of a few clusters).
 REGIONS_KEPT = 32
 #: The share of the bytes estimated to lie before a time that a walk reads
-#: through at once: below 1, so that it rarely reads past what the decode needs.
-READ_THROUGH_SHARE = 0.75
+#: through at once. The estimate runs short (it is sized on the frames after
+#: the keyframe), so 1 rarely reads past what the decode needs; measured on
+#: 720p H.264 with B-frames at 50 ms: 0.75 took 12.4 requests per time, 1.0
+#: took 9.5 for the same bytes, 1.25 took 4.8 for 3 % more bytes.
+READ_THROUGH_SHARE = 1.0
 #: Cluster lanes one round of the walk reads at once, at most (the source's
 #: ``max_concurrency`` bounds it too): the complete walk takes about
 #: ``clusters / lanes`` times as long as the walk of one region.
