@@ -48,6 +48,7 @@ __all__ = [
     "parse_elst",
     "read_frame_number",
     "remux",
+    "rotated_copy",
     "top_level_boxes",
 ]
 
@@ -956,6 +957,29 @@ def _unknown_cluster_sizes(data: bytes) -> bytes:
         size, n = _vint_at(data, pos + id_len)
         pos += id_len + n + size
     return bytes(out)
+
+
+_ROTATION_MATRICES = {  # counter-clockwise degrees (FFmpeg's and torchcodec's sign) -> tkhd matrix a, b, c, d
+    0: (1, 0, 0, 1),
+    90: (0, -1, 1, 0),
+    -90: (0, 1, -1, 0),
+    -180: (-1, 0, 0, -1),
+}
+
+
+def rotated_copy(src: Path, dst: Path, degrees: int) -> Path:
+    """``src`` (an MP4) with its video track's tkhd matrix set to a ``degrees`` display rotation
+    (counter-clockwise, as FFmpeg and torchcodec report it: 0, 90, -90 or -180).
+
+    ``remux`` of the result to Matroska carries the rotation as the Projection's pose roll.
+    """
+    data = bytearray(Path(src).read_bytes())
+    a, b, c, d = (v * 0x10000 for v in _ROTATION_MATRICES[degrees])
+    for box in find_boxes(bytes(data), "moov/trak/tkhd"):
+        offset = box.payload_start + 4 + (32 if data[box.payload_start] == 1 else 20) + 16
+        struct.pack_into(">9i", data, offset, a, b, 0, c, d, 0, 0, 0, 0x40000000)
+    Path(dst).write_bytes(bytes(data))
+    return Path(dst)
 
 
 def remux(src: Path | str, dst: Path | str, *, options: dict[str, str] | None = None) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import av
 import numpy as np
 import pytest
+import torch
 
 from videoloader import MatroskaParseError, NotAVideoError, TrackNotFoundError, VideoReader
 from videoloader.io import RangeSource
@@ -329,3 +330,18 @@ def test_forged_cue_never_gives_a_wrong_frame(mkv_files, tmp_path, caplog, regio
     for row, (_t, i) in enumerate(times):
         assert np.array_equal(b.data[row].permute(1, 2, 0).numpy(), ref[i][1])
     assert any("does not point at a keyframe" in rec.getMessage() for rec in caplog.records)
+
+
+@pytest.mark.parametrize("degrees", [90, -90, -180])
+def test_rotation_from_the_projection_pose_roll(corpus, tmp_path, degrees):
+    """A rotated MP4 stream-copied to Matroska carries its rotation as the Projection's pose roll
+    (FFmpeg writes and reads it so): the same metadata and displayed frames as the MP4, by index and by time."""
+    mp4 = media.rotated_copy(corpus["h264_faststart"], tmp_path / "r.mp4", degrees)
+    mkv = media.remux(mp4, tmp_path / "r.mkv")
+    with VideoReader(str(mp4), backend="cpu") as a, VideoReader(str(mkv), backend="cpu", index_cache=False) as b:
+        t = float(a.get_frames_at([7]).pts_seconds[0])
+        by_time = b.get_frames_played_at([t])
+        assert b.metadata.rotation == a.metadata.rotation == degrees
+        assert (b.metadata.width, b.metadata.height) == (a.metadata.width, a.metadata.height)
+        assert torch.equal(b.get_frames_at([7, 30]).data, a.get_frames_at([7, 30]).data)
+        assert torch.equal(by_time.data, a.get_frames_at([7]).data)

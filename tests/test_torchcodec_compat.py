@@ -12,7 +12,6 @@ import io
 import numbers
 import os
 import re
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,8 @@ import torch
 
 import videoloader
 from videoloader import Frame, FrameBatch, VideoDecoder, VideoReader
+
+import media
 
 TESTS = Path(__file__).resolve().parent
 TRICKY = ["h264_editlist", "h264_bframes", "vfr", "frag_sidx", "h264_open_gop", "av1"]
@@ -56,7 +57,7 @@ def _torchcodec_env(tmp: Path) -> dict[str, str] | str:
 
 @pytest.fixture(scope="module")
 def rotated_90(corpus, tmp_path_factory) -> Path:
-    return _rotated_copy(corpus["h264_faststart"], tmp_path_factory.mktemp("rotated") / "r90.mp4", 90)
+    return media.rotated_copy(corpus["h264_faststart"], tmp_path_factory.mktemp("rotated") / "r90.mp4", 90)
 
 
 @pytest.fixture(scope="module")
@@ -194,8 +195,8 @@ def test_in_memory_sources_and_torchcodec_arguments(corpus):
 
 def test_two_same_size_in_memory_videos_never_share_an_index(corpus, tmp_path):
     """Bytes have no URL or validator: a cached index must not be reused for other bytes of the same size."""
-    a = _rotated_copy(corpus["h264_faststart"], tmp_path / "a.mp4", 0)
-    b = _rotated_copy(corpus["h264_faststart"], tmp_path / "b.mp4", 90)
+    a = media.rotated_copy(corpus["h264_faststart"], tmp_path / "a.mp4", 0)
+    b = media.rotated_copy(corpus["h264_faststart"], tmp_path / "b.mp4", 90)
     assert a.stat().st_size == b.stat().st_size
     assert VideoDecoder(a.read_bytes()).metadata.rotation == 0
     assert VideoDecoder(b.read_bytes()).metadata.rotation == 90
@@ -216,33 +217,13 @@ def test_cuda_device_returns_cuda_tensors_whatever_the_backend(corpus):
 
 # -- rotation ---------------------------------------------------------------------------
 
-_MATRICES = {  # counter-clockwise degrees (FFmpeg's and torchcodec's sign) -> tkhd matrix a, b, c, d
-    0: (1, 0, 0, 1),
-    90: (0, -1, 1, 0),
-    -90: (0, 1, -1, 0),
-    -180: (-1, 0, 0, -1),
-}
-
-
-def _rotated_copy(src: Path, dst: Path, degrees: int) -> Path:
-    """``src`` with its video track's tkhd matrix set to a ``degrees`` display rotation."""
-    from media import find_boxes
-
-    data = bytearray(src.read_bytes())
-    a, b, c, d = (v * 0x10000 for v in _MATRICES[degrees])
-    for box in find_boxes(bytes(data), "moov/trak/tkhd"):
-        offset = box.payload_start + 4 + (32 if data[box.payload_start] == 1 else 20) + 16
-        struct.pack_into(">9i", data, offset, a, b, 0, c, d, 0, 0, 0, 0x40000000)
-    dst.write_bytes(bytes(data))
-    return dst
-
 
 @pytest.mark.parametrize("degrees", [90, -90, -180])
 def test_rotation_is_applied_like_torchcodec(corpus, tmp_path, degrees):
     """Frames come out turned counter-clockwise by ``rotation`` (torch.rot90), which
     is what torchcodec 0.17 returns for these files (checked against it by hand and
     in test_rotated_frames_match_torchcodec)."""
-    path = _rotated_copy(corpus["h264_faststart"], tmp_path / "r.mp4", degrees)
+    path = media.rotated_copy(corpus["h264_faststart"], tmp_path / "r.mp4", degrees)
     plain = VideoReader(corpus["h264_faststart"]).get_frames_at([4, 9]).data
     dec = VideoDecoder(path)
     k = degrees // 90

@@ -12,6 +12,8 @@ import torch
 from videoloader import VideoDecoder, VideoReader
 from videoloader.transforms import CenterCrop, Geometry, RandomCrop, Resize, apply_geometry, plan_geometry
 
+import media
+
 TESTS = Path(__file__).resolve().parent
 # Scaling happens in YUV inside swscale (one pass, chroma interpolated at full
 # resolution) where torchvision and torchcodec scale the RGB frame: on the
@@ -86,10 +88,9 @@ def test_torchvision_objects_are_accepted(corpus):
 
 
 def test_transforms_on_a_rotated_video_use_displayed_coordinates(corpus, tmp_path):
-    from test_torchcodec_compat import _rotated_copy
     from torchvision.transforms.v2 import functional as F
 
-    path = _rotated_copy(corpus["h264_faststart"], tmp_path / "r90.mp4", 90)
+    path = media.rotated_copy(corpus["h264_faststart"], tmp_path / "r90.mp4", 90)
     full = VideoDecoder(path).get_frames_at([2, 9]).data  # 160 x 120 displayed
     assert full.shape[2:] == (160, 120)
     crop = VideoDecoder(path, transforms=[CenterCrop((100, 60))]).get_frames_at([2, 9]).data

@@ -89,12 +89,12 @@ class MatroskaPackets:
 
     access_path = "index"
     cpu_only = False
-    rotation = 0  # Matroska's projection pose is not read
 
     def __init__(self, source: RangeSource, head: MatroskaHead, *, track: int | None, cache: CacheOption) -> None:
         self.source = source
         self.head = head
         self.container = head.doc_type
+        self.rotation = head.track.rotation_cw
         self._track = track
         self._cache = cache
         self._timescale, self._mult = time_base(head.info.timestamp_scale, head.url)

@@ -435,7 +435,7 @@ def _table(
         height=t.height,
         track_id=t.number,
         sample_entry=t.codec_id,
-        rotation=0,
+        rotation=t.rotation_cw,
         bit_depth=bit_depth,
         file_size=size,
         fragmented=False,

@@ -8,6 +8,7 @@ optional feature flags, which FFmpeg does not pass to the decoder).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .._errors import MatroskaParseError, TrackNotFoundError, UnsupportedFormatError
@@ -49,6 +50,9 @@ class TrackEntry:
     bits_per_channel: int | None
     encoded: bool
     """ContentEncodings present (compression or encryption of the blocks)."""
+    rotation_cw: int = 0
+    """Degrees the frame turns clockwise for display (0/90/180/270), from the
+    Projection's pose roll, as FFmpeg reads it (rectangular projection only)."""
 
     @property
     def type_name(self) -> str:
@@ -78,6 +82,7 @@ def parse_tracks(w: Window, tracks: Element) -> list[TrackEntry]:
         private: bytes | None = None
         bits: int | None = None
         encoded = False
+        rotation_cw = 0
         for e in children(w, entry):
             if e.id == ID.TRACK_NUMBER:
                 number = read_uint(w, e, "TrackNumber")
@@ -106,12 +111,41 @@ def parse_tracks(w: Window, tracks: Element) -> list[TrackEntry]:
                         for c in children(w, v):
                             if c.id == ID.BITS_PER_CHANNEL:
                                 bits = read_uint(w, c, "BitsPerChannel") or None
+                    elif v.id == ID.PROJECTION:
+                        rotation_cw = _projection_rotation(w, v)
         if number <= 0 or number >= 1 << 32:
             raise MatroskaParseError(f"{w.url}: TrackEntry at offset {entry.start} has TrackNumber {number}.")
         if width >= 1 << 16 or height >= 1 << 16:
             raise MatroskaParseError(f"{w.url}: track {number} claims {width}x{height} pixels (the file is corrupt).")
-        out.append(TrackEntry(number, track_type, codec_id, private, default_duration, width, height, bits, encoded))
+        out.append(
+            TrackEntry(
+                number, track_type, codec_id, private, default_duration, width, height, bits, encoded, rotation_cw
+            )
+        )
     return out
+
+
+def _projection_rotation(w: Window, projection: Element) -> int:
+    """Clockwise display rotation from a Projection element: a rectangular
+    projection (type 0) with no yaw or pitch and a roll that is a multiple of
+    90 degrees (the roll is counter-clockwise, as FFmpeg's display matrix
+    angle); anything else displays unrotated."""
+    kind, yaw, pitch, roll = 0, 0.0, 0.0, 0.0
+    for e in children(w, projection):
+        if e.id == ID.PROJECTION_TYPE:
+            kind = read_uint(w, e, "ProjectionType")
+        elif e.id == ID.PROJECTION_POSE_YAW:
+            yaw = read_float(w, e, "ProjectionPoseYaw")
+        elif e.id == ID.PROJECTION_POSE_PITCH:
+            pitch = read_float(w, e, "ProjectionPosePitch")
+        elif e.id == ID.PROJECTION_POSE_ROLL:
+            roll = read_float(w, e, "ProjectionPoseRoll")
+    if kind != 0 or yaw != 0 or pitch != 0 or not math.isfinite(roll):
+        return 0
+    quarter = round(roll / 90)
+    if abs(roll - 90 * quarter) > 0.01:
+        return 0
+    return (-90 * quarter) % 360
 
 
 def select_track(tracks: list[TrackEntry], track: int | None, url: str) -> TrackEntry:
