@@ -71,18 +71,18 @@ REGIONS_KEPT = 32
 #: 720p H.264 with B-frames at 50 ms: 0.75 took 12.4 requests per time, 1.0
 #: took 9.5 for the same bytes, 1.25 took 4.8 for 3 % more bytes.
 READ_THROUGH_SHARE = 1.0
-#: Cluster lanes one round of the walk reads at once, at most (the source's
-#: ``max_concurrency`` bounds it too): the complete walk takes about
-#: ``clusters / lanes`` times as long as the walk of one region.
+#: Cluster lanes one round of the complete walk reads at once, at most (the
+#: source's ``max_concurrency`` bounds it too): each of its rounds takes
+#: ``clusters / lanes`` waves.
 LANES_PER_WAVE = 64
 
 
 class MatroskaPackets:
-    """Packets of a Matroska/WebM video track with Cues, indexed as far as asked.
+    """Packets of a Matroska/WebM video track, indexed as far as asked.
 
     Args:
         source: where the bytes are.
-        head: the file's head, Info, Tracks and Cues (``mkv.open_head``).
+        head: the file's head, Info, Tracks and Cues if any (``mkv.open_head``).
         track: the track asked for (the index cache's key).
         cache: where the complete table goes once built (as ``index_cache``).
     """
