@@ -67,7 +67,7 @@ class FetchedFrames:
     wait per batch instead of one per item), then decodes the items on a pool.
     """
 
-    owner: object
+    packets: object
     """The packet source that planned and fetched it (a reader decodes only its own)."""
     frames: list[int]
     """The frames asked for, in the order asked."""
@@ -399,7 +399,7 @@ class VideoReader:
     def _decode_fetched(self, fetched: FetchedFrames) -> FrameBatch:
         """Decode what this reader's ``_fetch_frames`` returned: the frames of ``get_frames_at``."""
         self._check_open()
-        if fetched.owner is not self._packets:
+        if fetched.packets is not self._packets:
             raise ValueError(f"{self.url}: these frames were fetched by another reader")
         return self._frames(fetched.frames, fetched.plan, fetched.blobs)
 
