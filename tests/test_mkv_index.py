@@ -345,3 +345,22 @@ def test_rotation_from_the_projection_pose_roll(corpus, tmp_path, degrees):
         assert (b.metadata.width, b.metadata.height) == (a.metadata.width, a.metadata.height)
         assert torch.equal(b.get_frames_at([7, 30]).data, a.get_frames_at([7, 30]).data)
         assert torch.equal(by_time.data, a.get_frames_at([7]).data)
+
+
+@pytest.mark.parametrize("name", ["mkv_h264", "mkv_no_cues"])
+def test_a_time_near_an_earlier_one_walks_no_more(name, mkv_files, regions_only):
+    """Times the blocks already walked answer (same GOP, before where the walk stopped) cost only
+    the decode's reads: no second walk, and without Cues no second bisection."""
+    path = mkv_files[name]
+    ref = media.decode_all_frames(path)
+    with av.open(str(path)) as c:
+        tb = c.streams.video[0].time_base
+    with VideoReader(str(path), backend="cpu", index_cache=False) as r:
+        first = r.transfer_stats.snapshot()
+        r.get_frames_played_at([float(ref[20][0] * tb)])
+        walked = r.transfer_stats.since(first).num_requests
+        again = r.transfer_stats.snapshot()
+        b = r.get_frames_played_at([float(ref[18][0] * tb)])
+        assert r.transfer_stats.since(again).num_requests < walked
+        assert not r._packets.has_table
+    assert np.array_equal(b.data[0].permute(1, 2, 0).numpy(), ref[18][1])

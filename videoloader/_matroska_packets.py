@@ -112,8 +112,8 @@ class MatroskaPackets:
         self._cue_seconds = cue_ticks.astype(np.float64) / self._timescale
         self._full: IndexPackets | None = None
         self._full_near: _Near | None = None
-        self._walked: dict[int, list[_Near]] = {}
-        self._walked_order: collections.deque[int] = collections.deque()
+        # Walks near earlier times by the cluster they started from, oldest first.
+        self._walked: collections.OrderedDict[int, _Near] = collections.OrderedDict()
         self._rented_rounds = 0
         self._blocks_per_second: float | None = None
         lanes = min(LANES_PER_WAVE, int(getattr(source, "max_concurrency", LANES_PER_WAVE)))
@@ -143,7 +143,6 @@ class MatroskaPackets:
             store_index(self.source, table, track=self._track, cache=self._cache)
             self._full = IndexPackets(self.source, table, container=self.container)
             self._walked.clear()
-            self._walked_order.clear()
         return self._full
 
     def group_samples(
@@ -214,7 +213,7 @@ class MatroskaPackets:
     def _near_complete(self) -> _Near:
         full = self._complete()
         if self._full_near is None or self._full_near.table is not full.table:
-            self._full_near = _Near(full.table, full, self._timescale, math.inf)
+            self._full_near = _Near(full.table, full, self._timescale, math.inf, first=-math.inf)
         return self._full_near
 
     def _near(self, t: float) -> _Near:
@@ -222,26 +221,23 @@ class MatroskaPackets:
         screen at ``t`` (the complete table when it is built, cheaper, or needed)."""
         if self._full is not None:
             return self._near_complete()
+        for near in self._walked.values():
+            if near.first <= t < near.valid_until:
+                return near
         keyframes = self._keyframes_at(t)
         if keyframes is None:
             return self._near_complete()
-        start = keyframes[0][1]
-        for near in self._walked.get(start, []):
-            if t < near.valid_until:
-                return near
         if self._rented_rounds >= self._full_walk_rounds():
             return self._near_complete()  # the walks so far would have paid for the complete table
         walked = self._walk_near(keyframes, t)
         if walked is None:
             return self._near_complete()
-        self._walked.setdefault(start, []).append(walked)
-        self._walked_order.append(start)
-        while len(self._walked_order) > REGIONS_KEPT:
-            old = self._walked_order.popleft()
-            if self._walked.get(old):
-                self._walked[old].pop(0)
-                if not self._walked[old]:
-                    del self._walked[old]
+        # A later walk from the same keyframe reads on from where an earlier one stopped: it replaces it.
+        start = keyframes[0][1]
+        self._walked.pop(start, None)
+        self._walked[start] = walked
+        while len(self._walked) > REGIONS_KEPT:
+            self._walked.popitem(last=False)
         return walked
 
     def _keyframes_at(self, t: float) -> list[tuple[int, int]] | None:
@@ -343,9 +339,17 @@ class MatroskaPackets:
             if span > 0:
                 self._blocks_per_second = len(walk.blocks) / span
         held = _HeldSource(self.source, [w for w in windows if w is not head.head])
-        # Blocks up to the walk's end answer every time before the first frame it saw shown past ``t``.
-        valid_until = rule.shown_past if rule.shown_past is not None else math.inf
-        return _Near(table, IndexPackets(held, table, container=self.container), self._timescale, valid_until)
+        # The blocks walked answer every time from the first keyframe until the first frame the rule
+        # saw shown past ``t``; without a bound, until the next keyframe (the walk went one further
+        # for its leading frames); a walk to the Segment's end answers every later time.
+        if rule.shown_past is not None:
+            valid_until = rule.shown_past
+        elif bound is None and len(keyframes) >= 3:
+            valid_until = self._seconds(keyframes[1][0])
+        else:
+            valid_until = math.inf
+        packets = IndexPackets(held, table, container=self.container)
+        return _Near(table, packets, self._timescale, valid_until, first=cue_seconds)
 
     def close(self) -> None:
         """Nothing of its own to release (the reader closes the source)."""
@@ -407,28 +411,31 @@ class _HeldSource:
         self.windows = []
 
     def read_ranges(self, ranges: Sequence[ByteRange], *, retain: bool = False) -> list[bytes]:
-        out: list[bytes | None] = [None] * len(ranges)
+        out = [b""] * len(ranges)
         missing: list[int] = []
         for j, r in enumerate(ranges):
             w = next((w for w in self.windows if w.start <= r.start and r.stop <= w.stop), None)
             if w is None:
                 missing.append(j)
             else:
-                out[j] = w.data[r.start - w.start : r.stop - w.start]
-        if missing:
-            for j, data in zip(missing, self.source.read_ranges([ranges[j] for j in missing]), strict=True):
-                out[j] = data
-        return [b if b is not None else b"" for b in out]
+                out[j] = w.get(r.start, r.stop)
+        for j, data in zip(missing, self.source.read_ranges([ranges[j] for j in missing]), strict=True):
+            out[j] = data
+        return out
 
 
 class _Near:
     """A packet table around some times, with the frames' start and end times as the reader computes them."""
 
-    def __init__(self, table: SampleIndex, packets: IndexPackets, timescale: int, valid_until: float) -> None:
+    def __init__(
+        self, table: SampleIndex, packets: IndexPackets, timescale: int, valid_until: float, *, first: float
+    ) -> None:
         self.table = table
         self.packets = packets
+        self.first = first
+        """The time of the keyframe the table starts from."""
         self.valid_until = valid_until
-        """Times below this (and at or after the first keyframe's) are answered by this table."""
+        """Times from ``first`` up to (not including) this are answered by this table."""
         self.starts = table.frame_pts().astype(np.float64) / timescale
         self.ends = self.starts + table.frame_durations().astype(np.float64) / timescale
 

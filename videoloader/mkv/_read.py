@@ -302,16 +302,15 @@ def open_head(source: RangeSource | _CountingSource, *, track: int | None) -> Ma
 
 def walk_table(head: MatroskaHead, read: ReadRanges) -> SampleIndex:
     """The complete packet table of the video track: a walk over every cluster of the Segment."""
-    start, stop = head.seg_start, head.seg_end
     walk = walk_clusters(
         url=head.url,
         file_size=head.file_size,
-        seg_start=start,
-        seg_end=stop,
+        seg_start=head.seg_start,
+        seg_end=head.seg_end,
         track=head.track.number,
         windows=[head.head],
         read=read,
-        starts=[p for p in head.cluster_starts if start <= p < stop],
+        starts=head.cluster_starts,
     )
     return blocks_table(head, walk.blocks)
 
