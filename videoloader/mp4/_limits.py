@@ -25,6 +25,7 @@ __all__ = [
     "MAX_EDITS",
     "MAX_EDIT_SAMPLES_FACTOR",
     "MAX_FRAGMENT_BOX_BYTES",
+    "MAX_INDEX_BYTES",
     "MAX_RESYNC_LANES",
     "MAX_RESYNC_SCAN_BYTES",
     "MAX_RESYNC_WINDOW_BYTES",
@@ -52,6 +53,8 @@ MAX_RESYNC_LANES = 32
 MAX_RESYNC_WINDOW_BYTES = 1 << 20
 #: Bytes all lanes' scans of one walk may read; past it the lanes still scanning give up.
 MAX_RESYNC_SCAN_BYTES = 128 << 20
+#: The fragment walk's header reads (moofs and the box headers between them) may total at most this.
+MAX_INDEX_BYTES = 512 * 1024 * 1024
 #: Edits in one elst (real files have one to a few; each costs a pass over the samples).
 MAX_EDITS = 4096
 #: An edit list may repeat samples (looping edits), up to this many times the

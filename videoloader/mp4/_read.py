@@ -33,6 +33,7 @@ from ._fragments import (
 )
 from ._limits import (
     MAX_FRAGMENT_BOX_BYTES,
+    MAX_INDEX_BYTES,
     MAX_SAMPLES,
     MAX_SIDX_BYTES,
     MAX_SIDX_TOTAL_BYTES,
@@ -40,7 +41,6 @@ from ._limits import (
 )
 from ._locate import IndexSource, Layout, locate, walk_after_moov
 from ._moov import Movie, Track, TrackExtends, parse_moov
-from ._resync import MAX_INDEX_BYTES as _MAX_INDEX_BYTES
 from ._resync import walk_fragments
 
 if TYPE_CHECKING:  # pragma: no cover - io/ may pull in fsspec/aiohttp
@@ -541,8 +541,8 @@ def _read_fragments(source: IndexSource, layout: Layout, track_ID: int, trex: Tr
             todo.append((off, min(size, off + (max_moof + 16 if max_moof else 16))))
         if todo:
             nbytes += sum(b - a for a, b in todo)
-            if nbytes > _MAX_INDEX_BYTES:
-                raise UnsupportedFormatError(f"{url}: fragment headers exceed {_MAX_INDEX_BYTES} bytes.")
+            if nbytes > MAX_INDEX_BYTES:
+                raise UnsupportedFormatError(f"{url}: fragment headers exceed {MAX_INDEX_BYTES} bytes.")
             datas = source.read_ranges([ByteRange(a, b) for a, b in todo])
             for (a, _b), data in zip(todo, datas, strict=False):
                 ready.append((a, Buffer(bytes(data), a, url=url, file_size=size)))

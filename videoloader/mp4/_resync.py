@@ -48,6 +48,7 @@ from ._boxes import Box, Buffer, parse_box_header
 from ._fragments import FragmentState, parse_moof
 from ._limits import (
     MAX_FRAGMENT_BOX_BYTES,
+    MAX_INDEX_BYTES,
     MAX_RESYNC_LANES,
     MAX_RESYNC_SCAN_BYTES,
     MAX_RESYNC_WINDOW_BYTES,
@@ -70,8 +71,6 @@ MIN_REGION_FRAGMENTS = 2
 #: (8) and its mfhd (16).
 _CANDIDATE_HEAD = 24
 _MFHD_HEAD = b"\x00\x00\x00\x10mfhd\x00\x00\x00\x00"
-#: The index's header reads (moofs and the box headers between them) may total at most this.
-MAX_INDEX_BYTES = 512 * 1024 * 1024
 
 
 def first_window(fragment_bytes: int) -> int:
