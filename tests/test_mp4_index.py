@@ -18,6 +18,7 @@ from videoloader._errors import (
     TruncatedFileError,
     UnsupportedFormatError,
 )
+from videoloader._packets import first_shared_time
 from videoloader.io import RangeSource
 from videoloader.mp4 import IndexCache, SampleIndex, load_index
 
@@ -700,6 +701,14 @@ def test_huge_edit_times_are_a_parse_error(edit, bframe_moov_end, tmp_path):
     with pytest.raises(MP4ParseError, match="elst|edit list") as info:
         _load(path)
     assert "elst.mp4" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("pts", "shared"),
+    [([], None), ([5], None), ([3, 1, 2], None), ([4, 1, 4, 2, 1], 1), ([9, 7, 9], 9)],
+)
+def test_first_shared_time_is_the_smallest_repeated_pts(pts, shared):
+    assert first_shared_time(np.array(pts, dtype=np.int64)) == shared
 
 
 def test_two_samples_with_one_pts_are_a_parse_error(corpus, tmp_path):

@@ -10,7 +10,7 @@ does not come out is an error, never a neighbour.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -19,7 +19,7 @@ from ._packets import SampleIndex
 from ._plan import DecodeGroup, Plan
 from .decoders import DecoderBackend, Packet, StreamConfig
 
-__all__ = ["PacketSource", "decode_plan"]
+__all__ = ["PacketSource", "PrefetchingSource", "TimedSource", "decode_plan"]
 
 
 class PacketSource(Protocol):
@@ -47,6 +47,35 @@ class PacketSource(Protocol):
     ) -> Iterator[tuple[DecodeGroup, Iterable[tuple[int, bytes | memoryview]]]]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class PrefetchingSource(PacketSource, Protocol):
+    """A packet source that downloads a plan's bytes apart from decoding them.
+
+    A batch of items can then wait for the network once, and decode afterwards.
+    """
+
+    def fetch(self, groups: Sequence[DecodeGroup]) -> list[list[bytes]]:
+        """One concurrent download for several groups: each group's replies, in order."""
+        ...
+
+    def fetched_samples(
+        self, groups: Sequence[DecodeGroup], fetched: list[list[bytes]]
+    ) -> Iterator[tuple[DecodeGroup, Iterator[tuple[int, memoryview]]]]:
+        """As ``group_samples``, from what :meth:`fetch` returned for ``groups``."""
+        ...
+
+
+@runtime_checkable
+class TimedSource(PacketSource, Protocol):
+    """A packet source that serves frames by time before (or without) building its table."""
+
+    def frames_at_seconds(
+        self, seconds: Sequence[float], decoder: DecoderBackend
+    ) -> tuple[list[torch.Tensor], list[float], list[float], int]:
+        """The frame on screen at each time: ``(frames, pts_seconds, duration_seconds, bytes fed)``, in order asked."""
+        ...
 
 
 def decode_plan(

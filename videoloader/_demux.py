@@ -30,7 +30,7 @@ import torch
 
 from ._errors import ContainerError, CorruptVideoError, NotAVideoError, TrackNotFoundError, VideoLoaderError
 from ._fork import ProcessLocal
-from ._packets import SampleIndex
+from ._packets import SampleIndex, first_shared_time
 from ._plan import DecodeGroup
 from .decoders import DecoderBackend, Packet, StreamConfig
 from .io import RangeSource
@@ -184,12 +184,11 @@ class DemuxPackets:
             raise NotAVideoError(f"{self.source.url}: the {self.container} video stream has no frames")
         arr = np.array(rows, dtype=np.int64).reshape(-1, 4)
         pts = arr[:, 0] * self._tb_num
-        order = np.sort(pts)
-        same = np.flatnonzero(np.diff(order) == 0)
-        if len(same):
+        shared = first_shared_time(pts)
+        if shared is not None:
             raise ContainerError(
-                f"{self.source.url}: {len(same)} packets repeat an earlier packet's presentation time "
-                f"(first: {int(order[same[0]])} ticks of 1/{self._tb_den} s); frame order is ambiguous"
+                f"{self.source.url}: two packets share the presentation time {shared} ticks of "
+                f"1/{self._tb_den} s; frame order is ambiguous"
             )
         c = self.config
         return SampleIndex(

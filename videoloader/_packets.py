@@ -14,7 +14,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["SampleIndex"]
+__all__ = ["SampleIndex", "first_shared_time"]
+
+
+def first_shared_time(pts: np.ndarray) -> int | None:
+    """The smallest presentation time two shown samples share, or None if every one is unique.
+
+    Frames are matched to samples by pts, and FFmpeg orders two frames with one
+    pts by its own reordering, which no index can see: every packet source
+    refuses such a track rather than risk returning a neighbour of the frame
+    asked for.
+    """
+    if len(pts) < 2:
+        return None
+    s = np.sort(pts)
+    dup = np.flatnonzero(s[1:] == s[:-1])
+    return int(s[dup[0]]) if len(dup) else None
 
 
 @dataclass(eq=False)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ._containers import open_container
-from ._decode import decode_plan
+from ._decode import PrefetchingSource, TimedSource, decode_plan
 from ._errors import NotAVideoError, UnsupportedFormatError, VideoLoaderError
 from ._fork import ProcessLocal
 from ._index_packets import PIPELINE_BATCH_BYTES, IndexPackets
@@ -387,11 +387,7 @@ class VideoReader:
         frames = self._checked_indices(indices)
         plan = plan_frames(self._packets.table, frames) if frames else Plan(())
         blobs = None
-        if (
-            frames
-            and isinstance(self._packets, (IndexPackets, MatroskaPackets))
-            and plan.nbytes <= PIPELINE_BATCH_BYTES
-        ):
+        if frames and isinstance(self._packets, PrefetchingSource) and plan.nbytes <= PIPELINE_BATCH_BYTES:
             blobs = self._packets.fetch(plan.groups)
         return FetchedFrames(self._packets, frames, plan, blobs)
 
@@ -415,7 +411,7 @@ class VideoReader:
         """Decode ``plan`` (from ``blobs`` when fetched beforehand) and stack ``frames`` in order."""
         samples = None
         if blobs is not None:
-            samples = cast("IndexPackets | MatroskaPackets", self._packets).fetched_samples(plan.groups, blobs)
+            samples = cast(PrefetchingSource, self._packets).fetched_samples(plan.groups, blobs)
         decoded, fed = self._decode(plan, samples) if frames else ({}, 0)
         self._count_fed(fed)
         sel = np.asarray(frames, dtype=np.int64)
@@ -458,9 +454,9 @@ class VideoReader:
         """
         self._check_open()
         if not self._packets.has_table:  # the demux and Matroska sources build their table when asked
-            demux = cast("DemuxPackets | MatroskaPackets", self._packets)
+            timed = cast(TimedSource, self._packets)
             secs = [float(t) for t in np.asarray(seconds, dtype=np.float64).reshape(-1)]
-            tensors, pts, durs, fed = demux.frames_at_seconds(secs, self._decoder.get())
+            tensors, pts, durs, fed = timed.frames_at_seconds(secs, self._decoder.get())
             self._count_fed(fed)
             return self._stack(tensors, torch.tensor(pts, dtype=torch.float64), torch.tensor(durs, dtype=torch.float64))
         return self.get_frames_at(self.frame_indices_played_at(seconds))

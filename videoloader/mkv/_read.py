@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._errors import MatroskaParseError, NotAVideoError, UnsupportedFormatError
-from .._packets import SampleIndex
+from .._packets import SampleIndex, first_shared_time
 from .._types import ByteRange
 from ..mp4._cache import cache_key
 from ..mp4._read import CacheOption, _CountingSource, _resolve_cache, _stats_delta, _stats_snapshot
@@ -413,11 +413,10 @@ def _table(
     dts = np.sort(pts)
     if n:
         dts -= max(0, int((dts - pts).max()))
-    shown = np.sort(pts)
-    dup = np.flatnonzero(shown[1:] == shown[:-1]) if n > 1 else np.zeros(0, np.int64)
-    if len(dup):
+    shared = first_shared_time(pts)
+    if shared is not None:
         raise MatroskaParseError(
-            f"{url}: track {t.number}: two blocks share the presentation time {int(shown[dup[0]])}; every "
+            f"{url}: track {t.number}: two blocks share the presentation time {shared}; every "
             "shown frame needs its own time, so the frame order is ambiguous."
         )
     return SampleIndex(

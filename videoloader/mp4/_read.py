@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .._errors import MP4ParseError, TrackNotFoundError, TruncatedFileError, UnsupportedFormatError
-from .._packets import SampleIndex
+from .._packets import SampleIndex, first_shared_time
 from .._types import ByteRange
 from ._boxes import Box, Buffer, iter_children, parse_box_header
 from ._cache import IndexCache, cache_key, default_index_cache
@@ -351,29 +351,19 @@ def _build_index(source: _CountingSource, *, track: int | None) -> SampleIndex:
 
 
 def _check_times(url: str, track_id: int, dts: np.ndarray, pts: np.ndarray, is_discard: np.ndarray) -> None:
-    """Refuse timelines that wrapped around int64 or show two frames at one time.
-
-    Two shown samples with one pts leave "frame i" ambiguous: FFmpeg's
-    decoder orders them by its own reordering, which the index cannot see,
-    and frames are matched to samples by pts. We refuse such a file rather
-    than risk returning the neighbour of the frame asked for.
-    """
+    """Refuse timelines that wrapped around int64 or show two frames at one time (``first_shared_time``)."""
     for name, a in (("decode", dts), ("presentation", pts)):
         if len(a) and (int(a.min()) <= -(1 << 62) or int(a.max()) >= 1 << 62):
             raise MP4ParseError(
                 f"{url}: track {track_id} has {name} times beyond 2^62 ticks (the file's times overflow)."
             )
-    shown = pts[~is_discard]
-    if len(shown) > 1:
-        s = np.sort(shown)
-        dup = np.flatnonzero(s[1:] == s[:-1])
-        if len(dup):
-            t = int(s[dup[0]])
-            samples = np.flatnonzero((pts == t) & ~is_discard)[:4].tolist()
-            raise MP4ParseError(
-                f"{url}: track {track_id}: samples {samples} share the presentation time {t}; every shown "
-                "frame needs its own time, so the frame order is ambiguous (the file is corrupt)."
-            )
+    t = first_shared_time(pts[~is_discard])
+    if t is not None:
+        samples = np.flatnonzero((pts == t) & ~is_discard)[:4].tolist()
+        raise MP4ParseError(
+            f"{url}: track {track_id}: samples {samples} share the presentation time {t}; every shown "
+            "frame needs its own time, so the frame order is ambiguous (the file is corrupt)."
+        )
 
 
 # --------------------------------------------------------------------------- fragments
