@@ -124,7 +124,7 @@ class _SampleLoader:
     def __init__(
         self,
         *,
-        sampler: FrameSampler,
+        sampler: FrameSampler | None,
         seed: int,
         transform: Callable[[torch.Tensor], torch.Tensor] | None,
         output_size: int | tuple[int, int] | None,
@@ -136,9 +136,15 @@ class _SampleLoader:
         max_open_readers: int,
         max_concurrent_samples: int,
         reader_options: dict | None,
-        crop: int | tuple[int, int] | None = None,
-        clips_per_video: int = 1,
+        crop: int | tuple[int, int] | None,
+        clips_per_video: int,
+        url_column: str,
+        label_column: str,
+        start_column: str | None,
+        end_column: str | None,
+        extra_columns: bool | Sequence[str],
     ) -> None:
+        sampler = RandomClip(8) if sampler is None else sampler
         if not isinstance(sampler, FrameSampler):
             raise TypeError(
                 f"sampler must be a FrameSampler (RandomFrames, RandomClip, UniformClip, AllFrames), got {sampler!r}"
@@ -181,6 +187,13 @@ class _SampleLoader:
         self.reader_options = reader_options
         self.crop = crop
         self.clips_per_video = _check_int("clips_per_video", clips_per_video, minimum=1)
+        self.columns = Columns(
+            url=url_column,
+            label=label_column,
+            start=start_column,
+            end=end_column,
+            extra=extra_columns if isinstance(extra_columns, bool) else tuple(extra_columns),
+        )
 
     # -- epochs and process-local state ---------------------------------------
 
@@ -484,7 +497,7 @@ class VideoFrameDataset(_SampleLoader, Dataset):
         extra_columns: bool | Sequence[str] = True,
     ) -> None:
         super().__init__(
-            sampler=RandomClip(8) if sampler is None else sampler,
+            sampler=sampler,
             seed=seed,
             transform=transform,
             output_size=output_size,
@@ -498,13 +511,11 @@ class VideoFrameDataset(_SampleLoader, Dataset):
             reader_options=reader_options,
             crop=crop,
             clips_per_video=clips_per_video,
-        )
-        self.columns = Columns(
-            url=url_column,
-            label=label_column,
-            start=start_column,
-            end=end_column,
-            extra=extra_columns if isinstance(extra_columns, bool) else tuple(extra_columns),
+            url_column=url_column,
+            label_column=label_column,
+            start_column=start_column,
+            end_column=end_column,
+            extra_columns=extra_columns,
         )
         self.sources = SourceTable.from_sources(sources, storage_options=storage_options, columns=self.columns)
 
@@ -622,7 +633,7 @@ class VideoFrameIterableDataset(_SampleLoader, IterableDataset):
         extra_columns: bool | Sequence[str] = True,
     ) -> None:
         super().__init__(
-            sampler=RandomClip(8) if sampler is None else sampler,
+            sampler=sampler,
             seed=seed,
             transform=transform,
             output_size=output_size,
@@ -636,13 +647,11 @@ class VideoFrameIterableDataset(_SampleLoader, IterableDataset):
             reader_options=reader_options,
             crop=crop,
             clips_per_video=clips_per_video,
-        )
-        self.columns = Columns(
-            url=url_column,
-            label=label_column,
-            start=start_column,
-            end=end_column,
-            extra=extra_columns if isinstance(extra_columns, bool) else tuple(extra_columns),
+            url_column=url_column,
+            label_column=label_column,
+            start_column=start_column,
+            end_column=end_column,
+            extra_columns=extra_columns,
         )
         if (rank is None) != (world_size is None):
             raise ValueError(f"give both rank and world_size or neither, got rank={rank}, world_size={world_size}")
