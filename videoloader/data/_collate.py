@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from .._batch import stack
+
 __all__ = ["collate_samples", "collate_skip_none"]
 
 
@@ -76,7 +78,7 @@ def collate_samples(
             out[key] = {name: sum(int(v.get(name, 0)) for v in values) for name in values[0]}
         elif all(isinstance(v, torch.Tensor) for v in values):
             shapes = {tuple(v.shape) for v in values}
-            out[key] = move(torch.stack(values)) if len(shapes) == 1 else [move(v) for v in values]
+            out[key] = move(stack(values)) if len(shapes) == 1 else [move(v) for v in values]
         elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             out[key] = move(torch.tensor(values))
         else:
