@@ -353,6 +353,53 @@ def test_fragmented_index_equals_pyav(kind, many_fragments):
     assert index.index_nbytes < path.stat().st_size / 4
 
 
+def _pad_moov_at_end(data: bytes, pad: int) -> bytes:
+    """The file with a ``free`` box of ``pad`` bytes appended inside its moov (last
+    top-level box): a moov larger than one probe read, samples unmoved."""
+    moov = [b for b in media.iter_boxes(data) if b.type == "moov"][-1]
+    assert moov.stop == len(data) and moov.header_size == 8
+    free = struct.pack(">I4s", pad, b"free") + bytes(pad - 8)
+    return data[: moov.start] + struct.pack(">I4s", moov.size + pad, b"moov") + data[moov.payload_start :] + free
+
+
+def test_a_moov_at_the_end_arrives_with_the_probe_when_the_rest_costs_less_than_a_round_trip(corpus, tmp_path):
+    path = _write(tmp_path, "moov_end_big.mp4", _pad_moov_at_end(corpus["h264_moov_end"].read_bytes(), 100_000))
+    priced, src = _load(path)  # default round_trip_cost_bytes (256 KiB) > what is left after one probe
+    assert_matches_pyav(path, priced)
+    # Head, then one read from the mdat's end to the end of the file.
+    assert src.stats.num_requests == 2
+    unpriced_src = _source(path, round_trip_cost_bytes=0)
+    unpriced = load_index(unpriced_src, cache=False)
+    # Head, the probe at the mdat's end, then the rest of the moov.
+    assert unpriced_src.stats.num_requests == 3
+    assert np.array_equal(priced.offsets, unpriced.offsets) and np.array_equal(priced.pts, unpriced.pts)
+    assert src.stats.bytes_received == unpriced_src.stats.bytes_received
+
+
+def test_the_mfra_arrives_with_the_mfro_read(tmp_path):
+    # 20 fragments: a 16 KiB head holds the empty moov and the first moof, then the tail.
+    path = media.make_video(
+        tmp_path / "frag_mfra_long.mp4",
+        codec="h264",
+        width=160,
+        height=96,
+        num_frames=600,
+        fps=30,
+        gop=30,
+        bframes=0,
+        movflags="frag_keyframe+empty_moov+default_base_moof",
+    )
+    assert media.top_level_boxes(path.read_bytes())[-1] == "mfra"
+    priced, src = _load(path)
+    unpriced_src = _source(path, round_trip_cost_bytes=0)
+    unpriced = load_index(unpriced_src, cache=False)
+    assert_matches_pyav(path, priced)
+    assert np.array_equal(priced.offsets, unpriced.offsets) and np.array_equal(priced.pts, unpriced.pts)
+    # One tail read instead of two (the mfro, then the mfra it points to); the moofs as before.
+    assert src.stats.num_requests == unpriced_src.stats.num_requests - 1
+    assert src.stats.bytes_received - unpriced_src.stats.bytes_received <= path.stat().st_size // 1024
+
+
 # --------------------------------------------------------------------------- broken input
 
 

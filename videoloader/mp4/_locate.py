@@ -3,8 +3,11 @@
 The first ``HEAD_BYTES`` of the file are read once; top-level box headers are
 walked from there. A header outside the bytes already fetched costs one read
 of ``PROBE_BYTES`` starting at that header, which also brings in a small moov
-sitting at the end of the file. mdat bodies are never read. A moov larger
-than what was fetched costs one more read of exactly its bytes.
+sitting at the end of the file; when what is left of the file after that read
+costs less than a round trip (the source's ``round_trip_cost_bytes``), the
+read runs to the end instead, so a moov at the end of a long video arrives in
+the same round trip. mdat bodies are never read otherwise. A moov larger than
+what was fetched costs one more read of exactly its bytes.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from .._types import ByteRange
 from ._boxes import Box, Buffer, parse_box_header
 from ._limits import MAX_SIDX_BYTES
 
-__all__ = ["HEAD_BYTES", "IndexSource", "Layout", "locate", "sniff"]
+__all__ = ["HEAD_BYTES", "IndexSource", "Layout", "locate", "probe_stop", "sniff"]
 
 # The first read: ftyp + a short clip's moov. Small on purpose: what it holds
 # beyond the moov is kept by the source and reused only if a frame needs it; a
@@ -120,6 +123,17 @@ def sniff(data: bytes, url: str) -> None:
     )
 
 
+def probe_stop(source: IndexSource, start: int, size: int) -> int:
+    """Where a probe read from ``start`` ends: ``PROBE_BYTES`` on, or the end of
+    the file when the bytes beyond that cost less than the round trip a second
+    read would (``round_trip_cost_bytes`` of a source that prices one)."""
+    stop = min(size, start + PROBE_BYTES)
+    round_trip_cost = getattr(source, "round_trip_cost_bytes", None)
+    if isinstance(round_trip_cost, int) and size - stop <= round_trip_cost:
+        return size
+    return stop
+
+
 def _read(source: IndexSource, start: int, stop: int, url: str, size: int) -> Buffer:
     # retain=True: a RangeSource keeps probe blocks, which often hold the first
     # samples (or the whole of a small file), so the frames after need no re-read.
@@ -171,7 +185,7 @@ def locate(source: IndexSource, *, max_moov_bytes: int = MAX_MOOV_BYTES) -> Layo
                 f"{url}: no moov among the first {len(top)} top-level boxes after {MAX_TOP_LEVEL_READS} reads; "
                 "the file is not a playable MP4."
             )
-        b = _read(source, pos, min(size, pos + PROBE_BYTES), url, size)
+        b = _read(source, pos, probe_stop(source, pos, size), url, size)
         buffers.append(b)
         return b
 
