@@ -5,7 +5,15 @@
   the PyAV wheel bundles (``av.libs``), then re-executing the script once.
 * :func:`emit` prints one JSON line per measurement (machine-readable results).
 * :func:`markdown_table` renders rows of dicts.
-* :func:`media_path` makes (and caches) a synthetic video with tests/media.py.
+* :data:`RECIPES` and :func:`recipe` name the synthetic videos' recipes, so
+  that the scripts which share a file (and its cache) share one spelling;
+  :func:`media_path` makes (and caches) a video from a recipe with
+  tests/media.py.
+
+The scripts import ``videoloader`` and ``tests/`` from this checkout, unless
+a ``PYTHONPATH`` entry holds another checkout's ``videoloader`` (a baseline
+worktree, say): then from that one, so that one script measures both. Results
+and cached media stay under this checkout's ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -23,7 +31,18 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MEDIA_DIR = RESULTS / "media"
 
-for p in (str(ROOT), str(ROOT / "tests")):
+
+def _code_root() -> Path:
+    """The checkout to import ``videoloader`` and ``tests/`` from: the first
+    ``PYTHONPATH`` entry that holds a ``videoloader`` package, else this one."""
+    for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        if entry and (Path(entry) / "videoloader" / "__init__.py").is_file():
+            return Path(entry).resolve()
+    return ROOT
+
+
+CODE_ROOT = _code_root()
+for p in (str(CODE_ROOT), str(CODE_ROOT / "tests")):
     if p not in sys.path:
         sys.path.insert(0, p)
 
@@ -150,6 +169,40 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     for r in rows:
         lines.append("| " + " | ".join(fmt(r.get(c)) for c in columns) + " |")
     return "\n".join(lines)
+
+
+#: The synthetic videos' recipes by name: tests/media.make_video's keyword
+#: arguments, less ``num_frames`` (:func:`recipe` sets it from a length). A
+#: cached file is reused only while its ``.recipe.json`` sidecar holds the same
+#: recipe, so a change here re-encodes every file made from it (a 10-minute
+#: 720p file takes about 6 minutes).
+RECIPES: dict[str, dict[str, Any]] = {
+    # x264/x265 veryfast, 3 B-frames, 2 s GOPs: bandwidth.py's and proxy.py's
+    # 720p files, random_access.py's short files (which set their own GOPs).
+    "h264_720p": dict(
+        codec="h264", width=1280, height=720, fps=30, gop=60, bframes=3, preset="veryfast", movflags="faststart"
+    ),
+    "hevc_720p": dict(
+        codec="hevc", width=1280, height=720, fps=30, gop=60, bframes=3, preset="veryfast", movflags="faststart"
+    ),
+    "h264_1080p": dict(
+        codec="h264", width=1920, height=1080, fps=30, gop=60, bframes=3, preset="veryfast", movflags="faststart"
+    ),
+    "hevc_1080p": dict(
+        codec="hevc", width=1920, height=1080, fps=30, gop=60, bframes=3, preset="veryfast", movflags="faststart"
+    ),
+    # x264 ultrafast, no B-frames, no noise: quick to encode at 10 minutes.
+    # random_access.py's and bandwidth_limited.py's long file (one cache).
+    "h264_720p_long": dict(
+        codec="h264", width=1280, height=720, fps=30, gop=60, preset="ultrafast", noise=0, movflags="faststart"
+    ),
+}
+
+
+def recipe(name: str, seconds: float, **overrides: Any) -> dict[str, Any]:
+    """``RECIPES[name]`` for a video of ``seconds`` (its frame count), with ``overrides`` applied."""
+    base = RECIPES[name]
+    return {**base, "num_frames": int(round(seconds * base["fps"])), **overrides}
 
 
 def media_path(name: str, **recipe: Any) -> tuple[Path, float]:

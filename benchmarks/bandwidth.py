@@ -25,10 +25,18 @@ reader's TransferStats are recorded beside them and must agree.
 
 Matroska/WebM kinds (``MKV_KINDS``) are measured the same way and, for the
 same frames, on the demux fallback (our Matroska index switched off, so
-FFmpeg demuxes over the tracked file). Last, the long 720p video (10 minutes
-by default, ``--mkv-long-seconds``) is stream-copied to Matroska and 8 random
-frames are read at 50 ms server latency, our index against the demux
-fallback: bytes, requests and seconds.
+FFmpeg demuxes over the tracked file).
+
+Last, the long 720p H.264 video (10 minutes by default, ``--long600-seconds``)
+is stream-copied to Matroska and to fragmented MP4 with a global sidx, with
+an mfra only, and with neither (``--long600-containers``; cached beside it,
+each checked for those boxes), and 8 random frames (``--long600-frames``) are
+read at 50 ms server latency (``--long600-latency-ms``) on fresh readers: by
+index (``len(reader)`` counted in the open, then one call per frame), by time
+(one call per frame) and batched (one call); Matroska also through the demux
+fallback. Per row: open and per-frame bytes, requests and seconds, s/frame
+with the open included, the ratio to the container's own minimum, and whether
+the frames are the same (pts and pixels).
 
 Targets: videoloader bytes/frame <= 1.10x minimal (index included) on every
 MP4 and Matroska kind, >= 5x fewer bytes than PyAV over fsspec.
@@ -43,6 +51,7 @@ import argparse
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +91,9 @@ class PacketTable:
         with av.open(str(path)) as c:
             vs = c.streams.video[0]
             rows = [(p.pts, p.dts, p.size, p.is_keyframe, p.is_discard) for p in c.demux(vs) if p.size > 0]
-            self.time_base = vs.time_base
+            if vs.time_base is None:
+                raise RuntimeError(f"{path}: the video stream has no time base")
+            self.time_base: Fraction = vs.time_base
         self.pts = np.array([r[0] for r in rows], dtype=np.int64)
         self.sizes = np.array([r[2] for r in rows], dtype=np.int64)
         self.key = np.array([r[3] for r in rows], dtype=bool)
@@ -200,8 +211,8 @@ def measure_video(server, kind: str, path: Path, *, num_frames: int, seed: int, 
         d,
         stats_bytes_received=st.bytes_received,
         stats_requests=st.num_requests,
-        index_nbytes=reader.index.index_nbytes,
-        index_requests=reader.index.index_requests,
+        index_nbytes=reader.index.index_nbytes if reader.index is not None else None,
+        index_requests=reader.index.index_requests if reader.index is not None else None,
         seconds=dt,
         access_path=reader.access_path,
     )
@@ -391,108 +402,203 @@ def measure_demux(server, kind: str, path: Path, frames: list[int], table: Packe
     )
 
 
-def measure_long_matroska(mp4: Path, *, num_frames: int, latency_ms: float, seed: int, base: dict) -> dict[str, Any]:
-    """The long 720p video stream-copied to Matroska: random frames at ``latency_ms``, index vs demux fallback.
+#: Movie flags of the fragmented copies: a fragment per keyframe, no samples in the moov, offsets from the moof.
+FRAG_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+#: Containers the long file is copied to (``--long600-containers``), with the
+#: top-level boxes each fragmented copy must have and must not have.
+LONG_CONTAINERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "mkv": (frozenset(), frozenset()),
+    "fmp4_sidx": (frozenset({"moof", "sidx"}), frozenset()),  # FFmpeg writes an mfra too; our index reads the sidx
+    "fmp4_mfra": (frozenset({"moof", "mfra"}), frozenset({"sidx"})),
+    "fmp4_none": (frozenset({"moof"}), frozenset({"sidx", "mfra"})),
+}
 
-    One fresh ``get_frames_at([i])`` call per frame after the open (by index),
-    and, on fresh readers, one ``get_frames_played_at([t])`` per frame at the
-    same frames' times (by time: the index walks only the clusters around each
-    time, the demux seeks); bytes are the server's, seconds wall-clock (open
-    included in the totals).
+
+def long_copy(src: Path, container: str) -> Path:
+    """``src`` stream-copied to ``container`` (a ``LONG_CONTAINERS`` key), cached beside it.
+
+    The copy is remade when it is older than ``src``, written under a
+    temporary name first (an interrupted run leaves no half file behind),
+    and its top-level boxes are checked against what its name promises.
+
+    Raises:
+        RuntimeError: a fragmented copy lacks a box it must have, or has one it must not.
     """
+    dst = src.with_suffix(".mkv") if container == "mkv" else src.with_name(f"{src.stem}_{container}.mp4")
+    if not dst.exists() or dst.stat().st_mtime < src.stat().st_mtime:
+        part = dst.with_name(f"{dst.stem}.partial{dst.suffix}")
+        if container == "mkv":
+            media.remux(src, part)
+        elif container == "fmp4_sidx":
+            media.remux(src, part, options={"movflags": FRAG_MOVFLAGS + "+global_sidx"})
+        elif container == "fmp4_mfra":
+            media.remux(src, part, options={"movflags": FRAG_MOVFLAGS})
+        elif container == "fmp4_none":
+            part.write_bytes(media._strip_top_level(long_copy(src, "fmp4_mfra").read_bytes(), {"mfra"}))
+        else:
+            raise ValueError(f"unknown container {container!r}; choose from {sorted(LONG_CONTAINERS)}")
+        part.replace(dst)
+    need, forbid = LONG_CONTAINERS[container]
+    if need or forbid:
+        boxes = set(media.top_level_boxes(dst.read_bytes()))
+        if not need <= boxes or boxes & forbid:
+            raise RuntimeError(
+                f"{dst}: top-level boxes {sorted(boxes)}; {container} must have {sorted(need)} "
+                f"and none of {sorted(forbid)}"
+            )
+    return dst
+
+
+#: The reads of each long-file row: by index (``len(reader)`` in the open, then
+#: one call per frame), by time (one call per frame) and batched (one call).
+LONG_MODES = ("by index", "by time", "batched")
+
+
+def measure_long(
+    src: Path, *, containers: list[str], num_frames: int, latency_ms: float, seed: int, base: dict
+) -> dict[str, Any]:
+    """Random frames of the long 720p video in several containers, at ``latency_ms`` per request.
+
+    Each container's copy (``long_copy``) is served on its own URLs; each row
+    is a fresh ``VideoReader(url, backend="cpu", index_cache=False)`` reading
+    the same random frames by index, by time (each frame's start time from
+    that container's own packet table, a little inside the frame) or in one
+    batched call. Matroska is also read through the demux fallback (our
+    index switched off). Bytes and requests are the server's, seconds
+    wall-clock; the minimum is from each container's own packet table
+    (PyAV's demuxer). Frames are checked against that container's by-index
+    row (pts and pixels) and against the first container's (pixels).
+    """
+    import torch
+
     import videoloader
 
-    import media
     from server import LoopbackServer
 
-    mkv = mp4.with_suffix(".mkv")
-    if not mkv.exists() or mkv.stat().st_mtime < mp4.stat().st_mtime:
-        media.remux(mp4, mkv)
-    table = PacketTable(mkv)
-    rng = np.random.default_rng(seed)
-    frames = rng.choice(table.num_frames, size=num_frames, replace=False).tolist()
-    data = mkv.read_bytes()
-    out: dict[str, Any] = {"file_bytes": len(data), "num_frames": table.num_frames, "frames": frames}
-    rec = dict(base, bench="bandwidth", video=mkv.stem, file_bytes=len(data), latency_ms=latency_ms)
-    out["minimal_bytes"] = sum(table.minimal_bytes([f]) for f in frames)
-    # Each frame's start time (FFmpeg's), a little inside the frame.
-    times = [float(table.frame_pts(f) * table.time_base) + 1e-4 for f in frames]
+    frames: list[int] | None = None
+    first_pixels: torch.Tensor | None = None
+    out: dict[str, Any] = {"source": src.name, "latency_ms": latency_ms, "containers": {}}
     with LoopbackServer(latency_seconds=latency_ms / 1000) as server:
-        for path_name, off, by_time in (
-            ("index", False, True),
-            ("demux", True, True),
-            ("index", False, False),
-            ("demux", True, False),
-        ):
-            key = f"{path_name}, by {'time' if by_time else 'index'}"
-            name = f"long-{path_name}-{'t' if by_time else 'i'}.mkv"
-            url = server.add(name, data)
-            m = Meter(server, name)
-            before = m.read()
-            t0 = time.perf_counter()
-            if off:
-                with matroska_index_off():
-                    reader = videoloader.VideoReader(url, backend="cpu", index_cache=False)
-            else:
-                reader = videoloader.VideoReader(url, backend="cpu", index_cache=False)
-            d_open = m.delta(before)
-            t_open = time.perf_counter() - t0
-            per = []
-            pts = []
-            for j, f in enumerate(frames):
-                b = m.read()
-                t1 = time.perf_counter()
-                if by_time:
-                    got = reader.get_frames_played_at([times[j]])
-                else:
-                    got = reader.get_frames_at([f])
-                pts.append(float(got.pts_seconds[0]))
-                per.append(dict(frame=f, seconds=time.perf_counter() - t1, **m.delta(b)))
-            reader.close()
-            total = time.perf_counter() - t0
-            row = dict(
-                access_path=key,
-                open_bytes=d_open["bytes"],
-                open_requests=d_open["requests"],
-                open_seconds=t_open,
-                frame_bytes=sum(r["bytes"] for r in per),
-                frame_requests=sum(r["requests"] for r in per),
-                frame_seconds=sum(r["seconds"] for r in per),
-                total_seconds=total,
-                per_frame=per,
-                pts_seconds=pts,
-            )
-            out[key] = row
-            emit(
-                rec,
-                reader=f"videoloader-{path_name}",
-                op=f"open+frames by {'time' if by_time else 'index'}",
-                frames=len(frames),
-                seconds=total,
-                bytes_received=row["open_bytes"] + row["frame_bytes"],
-                minimal_bytes=out["minimal_bytes"],
-            )
+        for container in containers:
+            path = long_copy(src, container)
+            table = PacketTable(path)
+            if frames is None:
+                frames = np.random.default_rng(seed).choice(table.num_frames, size=num_frames, replace=False).tolist()
+                out.update(frames=frames, num_frames=table.num_frames)
+            elif table.num_frames != out["num_frames"]:
+                raise RuntimeError(f"{path}: {table.num_frames} frames, the first container has {out['num_frames']}")
+            data = path.read_bytes()
+            ffmpeg_pts = [float(table.frame_pts(f) * table.time_base) for f in frames]
+            times = [t + 1e-4 for t in ffmpeg_pts]
+            minimal = {
+                "one call per frame": sum(table.minimal_bytes([f]) for f in frames),
+                "batched": table.minimal_bytes(frames),
+            }
+            c_out: dict[str, Any] = {
+                "file": path.name,
+                "file_bytes": len(data),
+                "top_level_boxes": list(dict.fromkeys(media.top_level_boxes(data))) if path.suffix == ".mp4" else None,
+                "ffmpeg_pts_seconds": ffmpeg_pts,
+                "minimal_bytes": minimal,
+                "rows": [],
+            }
+            rec = dict(base, bench="bandwidth", video=path.stem, file_bytes=len(data), latency_ms=latency_ms)
+            ref: dict[str, Any] = {}
+            for access in ("index", "demux") if container == "mkv" else ("index",):
+                for mode in LONG_MODES:
+                    name = f"long-{container}-{access}-{mode.replace(' ', '_')}{path.suffix}"
+                    url = server.add(name, data)
+                    m = Meter(server, name)
+                    before = m.read()
+                    t0 = time.perf_counter()
+                    if access == "demux":
+                        with matroska_index_off():
+                            reader = videoloader.VideoReader(url, backend="cpu", index_cache=False)
+                    else:
+                        reader = videoloader.VideoReader(url, backend="cpu", index_cache=False)
+                    if mode == "by index":
+                        len(reader)  # the complete index, as a by-index reader needs it
+                    t_open = time.perf_counter() - t0
+                    d_open = m.delta(before)
+                    per: list[dict[str, Any]] = []
+                    pts: list[float] = []
+                    pixels: list[torch.Tensor] = []
+                    calls: list[list[int]] = [list(frames)] if mode == "batched" else [[f] for f in frames]
+                    for j, call in enumerate(calls):
+                        b = m.read()
+                        t1 = time.perf_counter()
+                        if mode == "by time":
+                            got = reader.get_frames_played_at([times[j]])
+                        else:
+                            got = reader.get_frames_at(call)
+                        per.append(dict(frames=call, seconds=time.perf_counter() - t1, **m.delta(b)))
+                        pts.extend(float(x) for x in got.pts_seconds)
+                        pixels.append(got.data)
+                    total = time.perf_counter() - t0
+                    reader.close()
+                    server.remove(name)
+                    stacked = torch.cat(pixels)
+                    if not ref:
+                        ref = {"pts": pts, "pixels": stacked}
+                    if first_pixels is None:
+                        first_pixels = stacked
+                    row: dict[str, Any] = dict(
+                        access_path=access,
+                        mode=mode,
+                        open_bytes=d_open["bytes"],
+                        open_requests=d_open["requests"],
+                        open_seconds=t_open,
+                        frame_bytes=sum(r["bytes"] for r in per),
+                        frame_requests=sum(r["requests"] for r in per),
+                        frame_seconds=sum(r["seconds"] for r in per),
+                        total_seconds=total,
+                        minimal_bytes=minimal["batched" if mode == "batched" else "one call per frame"],
+                        pts_seconds=pts,
+                        same_pts=_same_pts(pts, ref["pts"]),
+                        same_pixels=bool(torch.equal(stacked, ref["pixels"])),
+                        pts_equal_ffmpeg=_same_pts(pts, ffmpeg_pts),
+                        pixels_equal_first_container=bool(torch.equal(stacked, first_pixels)),
+                        per_call=per,
+                    )
+                    c_out["rows"].append(row)
+                    emit(
+                        rec,
+                        reader=f"videoloader-{access}",
+                        op=f"open+frames {mode}",
+                        frames=len(frames),
+                        seconds=total,
+                        open_seconds=t_open,
+                        bytes_received=row["open_bytes"] + row["frame_bytes"],
+                        requests=row["open_requests"] + row["frame_requests"],
+                        minimal_bytes=row["minimal_bytes"],
+                    )
+            out["containers"][container] = c_out
     return out
 
 
-def long_matroska_rows(v: dict[str, Any]) -> list[dict[str, Any]]:
-    k, mn = len(v["frames"]), v["minimal_bytes"]
+def long_rows(v: dict[str, Any]) -> list[dict[str, Any]]:
+    """One table row per container, access path and mode of ``measure_long``'s result."""
+    k = len(v["frames"])
     return [
         {
-            "path": r["access_path"],
+            "container": c,
+            "path": f"{r['access_path']}, {r['mode']}",
             "open bytes": r["open_bytes"],
             "open requests": r["open_requests"],
             "open s": r["open_seconds"],
             "bytes/frame": r["frame_bytes"] / k,
-            "minimal bytes/frame": mn / k,
-            "ratio incl. open": (r["open_bytes"] + r["frame_bytes"]) / mn,
+            "minimal bytes/frame": r["minimal_bytes"] / k,
+            "ratio incl. open": (r["open_bytes"] + r["frame_bytes"]) / r["minimal_bytes"],
             "requests/frame": r["frame_requests"] / k,
-            "s/frame": r["frame_seconds"] / k,
+            "s/frame excl. open": r["frame_seconds"] / k,
+            "s/frame incl. open": r["total_seconds"] / k,
             "total s": r["total_seconds"],
-            "same frames": _same_pts(r["pts_seconds"], v["index, by index"]["pts_seconds"]),
+            "same frames": r["same_pts"] and r["same_pixels"],
+            "pts = FFmpeg": r["pts_equal_ffmpeg"],
+            "pixels = first": r["pixels_equal_first_container"],
         }
-        for key, r in v.items()
-        if isinstance(r, dict) and "access_path" in r
+        for c, cv in v["containers"].items()
+        for r in cv["rows"]
     ]
 
 
@@ -501,6 +607,7 @@ def _same_pts(a: list[float], b: list[float]) -> bool:
 
 
 LONG_COLUMNS = [
+    "container",
     "path",
     "open bytes",
     "open requests",
@@ -509,9 +616,12 @@ LONG_COLUMNS = [
     "minimal bytes/frame",
     "ratio incl. open",
     "requests/frame",
-    "s/frame",
+    "s/frame excl. open",
+    "s/frame incl. open",
     "total s",
     "same frames",
+    "pts = FFmpeg",
+    "pixels = first",
 ]
 
 
@@ -583,18 +693,42 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=16, help="random frames per video")
     ap.add_argument("--kinds", nargs="*", default=None, help="corpus kinds (default: every MP4 and Matroska kind)")
     ap.add_argument("--no-long", action="store_true", help="skip the 720p files")
-    ap.add_argument("--mkv-long-seconds", type=float, default=600.0, help="length of the long Matroska file (0: skip)")
-    ap.add_argument("--mkv-long-frames", type=int, default=8, help="random frames on the long Matroska file")
-    ap.add_argument("--mkv-long-latency-ms", type=float, default=50.0, help="server latency for the long Matroska file")
+    ap.add_argument(
+        "--long600-seconds",
+        "--mkv-long-seconds",
+        type=float,
+        default=600.0,
+        help="length of the long 720p file read in several containers (0: skip; default 600)",
+    )
+    ap.add_argument(
+        "--long600-frames", "--mkv-long-frames", type=int, default=8, help="random frames on the long file (default 8)"
+    )
+    ap.add_argument(
+        "--long600-latency-ms",
+        "--mkv-long-latency-ms",
+        type=float,
+        default=50.0,
+        help="server latency per request for the long file (default 50)",
+    )
+    ap.add_argument(
+        "--long600-containers",
+        nargs="+",
+        choices=list(LONG_CONTAINERS),
+        default=list(LONG_CONTAINERS),
+        help="containers of the long file (default: all)",
+    )
     ap.add_argument("--latency-ms", type=float, default=0.0, help="server latency per request")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bandwidth", help="results/<out>.json")
     args = ap.parse_args(argv)
     long_seconds = args.long_seconds or (10.0 if args.quick else 60.0)
 
+    import videoloader
+
     import media
     from server import LoopbackServer
 
+    print(f"# videoloader from {Path(videoloader.__file__).parent}, media from {Path(media.__file__)}", file=sys.stderr)
     base = {**_common.device_info(), "backend": "cpu"}
     videos: list[tuple[str, Path]] = []
     gen: dict[str, float] = {}
@@ -604,15 +738,13 @@ def main(argv: list[str] | None = None) -> int:
         gen["corpus"] = time.perf_counter() - t0
         videos += list(corpus.items())
         if not args.no_long:
-            nf = int(round(long_seconds * 30))
             tag = f"{int(long_seconds)}s"
-            recipe = dict(
-                codec="h264", width=1280, height=720, num_frames=nf, fps=30, gop=60, bframes=3, preset="veryfast"
+            p, gen[f"h264_720p_{tag}"] = _common.media_path(
+                f"bw_h264_720p_{tag}", **_common.recipe("h264_720p", long_seconds)
             )
-            p, gen[f"h264_720p_{tag}"] = _common.media_path(f"bw_h264_720p_{tag}", movflags="faststart", **recipe)
             videos.append((f"h264_720p_{tag}", p))
             p, gen[f"h264_720p_{tag}_frag"] = _common.media_path(
-                f"bw_h264_720p_{tag}_frag", movflags="frag_keyframe+empty_moov+default_base_moof", **recipe
+                f"bw_h264_720p_{tag}_frag", **_common.recipe("h264_720p", long_seconds, movflags=FRAG_MOVFLAGS)
             )
             videos.append((f"h264_720p_{tag}_frag", p))
 
@@ -620,16 +752,19 @@ def main(argv: list[str] | None = None) -> int:
         with LoopbackServer(latency_seconds=args.latency_ms / 1000) as server:
             for i, (kind, path) in enumerate(videos):
                 results.append(measure_video(server, kind, path, num_frames=args.frames, seed=args.seed + i, base=base))
-        long_mkv = None
-        if args.mkv_long_seconds > 0:
-            nf = int(round(args.mkv_long_seconds * 30))
-            tag = f"{int(args.mkv_long_seconds)}s"
-            recipe = dict(
-                codec="h264", width=1280, height=720, num_frames=nf, fps=30, gop=60, bframes=3, preset="veryfast"
+        long600 = None
+        if args.long600_seconds > 0:
+            tag = f"{int(args.long600_seconds)}s"
+            p, gen[f"h264_720p_{tag}"] = _common.media_path(
+                f"bw_h264_720p_{tag}", **_common.recipe("h264_720p", args.long600_seconds)
             )
-            p, gen[f"h264_720p_{tag}"] = _common.media_path(f"bw_h264_720p_{tag}", movflags="faststart", **recipe)
-            long_mkv = measure_long_matroska(
-                p, num_frames=args.mkv_long_frames, latency_ms=args.mkv_long_latency_ms, seed=args.seed, base=base
+            long600 = measure_long(
+                p,
+                containers=args.long600_containers,
+                num_frames=args.long600_frames,
+                latency_ms=args.long600_latency_ms,
+                seed=args.seed,
+                base=base,
             )
 
     rows = [summarise(v) for v in results]
@@ -660,15 +795,30 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for k, v in verdict.items():
         print(f"- {k}: {v}")
-    if long_mkv is not None:
-        print()
-        print(
-            f"## {args.mkv_long_seconds:g} s 720p H.264 stream-copied to Matroska ({long_mkv['file_bytes']} bytes, "
-            f"{long_mkv['num_frames']} frames): {len(long_mkv['frames'])} random frames, one call each, "
-            f"latency {args.mkv_long_latency_ms:g} ms"
+    if long600 is not None:
+        sizes = ", ".join(
+            f"{c} {cv['file_bytes']:,} bytes"
+            + (f" ({'+'.join(cv['top_level_boxes'])})" if cv["top_level_boxes"] else "")
+            for c, cv in long600["containers"].items()
         )
         print()
-        print(_common.markdown_table(long_matroska_rows(long_mkv), LONG_COLUMNS))
+        print(
+            f"## {args.long600_seconds:g} s 720p H.264 ({long600['source']}, {long600['num_frames']} frames) "
+            f"stream-copied to each container: {len(long600['frames'])} random frames, "
+            f"latency {args.long600_latency_ms:g} ms"
+        )
+        print()
+        print(_common.markdown_table(long_rows(long600), LONG_COLUMNS))
+        print()
+        print(
+            "Files: " + sizes + ". Each row is a fresh reader; 'by index' counts len(reader) in the open, then "
+            "one get_frames_at([i]) per frame; 'by time' one get_frames_played_at([t]) per frame at the same "
+            "frames' times; 'batched' one get_frames_at of all frames. s/frame incl. open = (open + frames) / "
+            "frames (close excluded); minimal = packets from each frame's sync sample, from the container's own "
+            "packet table (the union for 'batched'). same frames: pts and pixels equal to the container's "
+            "'index, by index' row; pts = FFmpeg: equal to PyAV's frame times; pixels = first: equal to the "
+            "first container's."
+        )
     payload = {
         "args": vars(args),
         "long_seconds": long_seconds,
@@ -678,7 +828,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": rows,
         "verdict": verdict,
         "videos": results,
-        "long_matroska": long_mkv,
+        "long600": long600,
     }
     print(f"\nwrote {_common.write_json(args.out, payload)}")
     return 0

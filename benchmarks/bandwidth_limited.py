@@ -79,17 +79,7 @@ COLOURS = {
 
 def long_recipe(seconds: float) -> dict[str, Any]:
     """The long 720p file of benchmarks/random_access.py (same recipe, so the cache is shared)."""
-    return dict(
-        codec="h264",
-        width=1280,
-        height=720,
-        num_frames=int(round(seconds * 30)),
-        fps=30,
-        gop=60,
-        preset="ultrafast",
-        noise=0,
-        movflags="faststart",
-    )
+    return _common.recipe("h264_720p_long", seconds)
 
 
 # --------------------------------------------------------------------------- readers

@@ -65,17 +65,7 @@ FFMPEG_READER = "ffmpeg_cli" if FFMPEG else "pyav (ffmpeg CLI not installed)"
 
 
 def _recipe(seconds: float) -> dict[str, Any]:
-    return dict(
-        codec="h264",
-        width=1280,
-        height=720,
-        num_frames=int(round(seconds * 30)),
-        fps=30,
-        gop=60,
-        bframes=3,
-        preset="veryfast",
-        movflags="faststart",
-    )
+    return _common.recipe("h264_720p", seconds)
 
 
 def _pick(n: int, count: int, seed: int) -> list[int]:

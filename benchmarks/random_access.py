@@ -79,22 +79,22 @@ COLOURS = {
 
 
 def file_specs(seconds: float, quick: bool) -> list[tuple[str, dict]]:
-    nf = int(round(seconds * 30))
-    common = dict(fps=30, bframes=3, preset="veryfast", movflags="faststart")
     g720, g1080 = (30, 60) if quick else (60, 250)
+    onegop = _common.recipe("h264_1080p", seconds)
+    onegop["gop"] = onegop["num_frames"]
     return [
-        ("h264_720p", dict(codec="h264", width=1280, height=720, num_frames=nf, gop=g720, **common)),
-        ("hevc_720p", dict(codec="hevc", width=1280, height=720, num_frames=nf, gop=g720, **common)),
-        ("h264_1080p", dict(codec="h264", width=1920, height=1080, num_frames=nf, gop=g1080, **common)),
-        ("hevc_1080p", dict(codec="hevc", width=1920, height=1080, num_frames=nf, gop=g1080, **common)),
-        ("h264_1080p_onegop", dict(codec="h264", width=1920, height=1080, num_frames=nf, gop=nf, **common)),
+        ("h264_720p", _common.recipe("h264_720p", seconds, gop=g720)),
+        ("hevc_720p", _common.recipe("hevc_720p", seconds, gop=g720)),
+        ("h264_1080p", _common.recipe("h264_1080p", seconds, gop=g1080)),
+        ("hevc_1080p", _common.recipe("hevc_1080p", seconds, gop=g1080)),
+        ("h264_1080p_onegop", onegop),
     ]
 
 
 # --------------------------------------------------------------------------- decoders
 
 
-def _hwc(x) -> np.ndarray:
+def _hwc(x) -> list[np.ndarray]:
     """Any frame batch -> list of (H, W, 3) uint8 arrays."""
     import torch
 
@@ -677,18 +677,8 @@ def main(argv: list[str] | None = None) -> int:
         files.append((name, p))
     long_file = None
     if not args.no_long:
-        nf = int(round(long_seconds * 30))
         p, gen["long"] = _common.media_path(
-            f"ra_long_720p_{long_seconds:g}s",
-            codec="h264",
-            width=1280,
-            height=720,
-            num_frames=nf,
-            fps=30,
-            gop=60,
-            preset="ultrafast",
-            noise=0,
-            movflags="faststart",
+            f"ra_long_720p_{long_seconds:g}s", **_common.recipe("h264_720p_long", long_seconds)
         )
         long_file = (f"h264_720p_long_{long_seconds:g}s", p)
     print(f"# generation seconds: {gen}", file=sys.stderr)
