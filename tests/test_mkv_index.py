@@ -88,10 +88,11 @@ def test_late_frame_of_10bit_hevc(mkv_files):
 
 @pytest.mark.parametrize("name", ["mkv_h264", "mkv_no_cues", "mkv_live"])
 def test_http_reads_headers_not_payloads(name, mkv_files, http_server):
+    # Round trips priced at 0: the complete walk steps block headers however many rounds it takes.
     path = mkv_files[name]
     url = http_server.add(path.name, path)
     ref = media.decode_all_frames(path)
-    with VideoReader(url, backend="cpu") as r:
+    with VideoReader(url, backend="cpu", source_options={"round_trip_cost_bytes": 0}) as r:
         idx = r.index
         assert idx is not None and idx.file_size == path.stat().st_size
         before = r.transfer_stats.snapshot()
@@ -111,8 +112,9 @@ def test_inspect_shows_the_size_and_reads_only_the_index(mkv_files, http_server)
     info = inspect_video(url)
     assert info["access_path"] == "index" and info["metadata"]["container"] == "webm"
     assert info["file_size_bytes"] == path.stat().st_size
+    # Only the index is read (this short file's one cluster is read through: see
+    # test_the_complete_walk_reads_a_short_segment_through).
     assert info["transfer"]["bytes_received"] == info["index"]["index_nbytes"]
-    assert info["transfer"]["bytes_received"] < 0.3 * path.stat().st_size
 
 
 def test_track_numbers(mkv_files):
@@ -273,7 +275,8 @@ def test_frames_by_time_over_http_walk_only_nearby_clusters(tmp_path, http_serve
     url = http_server.add("long.mkv", path)
     i = 200
     t = float(ref[i][0] * tb)
-    with VideoReader(url, backend="cpu", index_cache=False) as full:
+    # The header walk (round trips priced at 0; at the default price this file is read through).
+    with VideoReader(url, backend="cpu", index_cache=False, source_options={"round_trip_cost_bytes": 0}) as full:
         len(full)
         walk_requests = full.transfer_stats.num_requests
     with VideoReader(url, backend="cpu", index_cache=False) as r:
@@ -283,6 +286,45 @@ def test_frames_by_time_over_http_walk_only_nearby_clusters(tmp_path, http_serve
         assert by_time * 10 < walk_requests, (by_time, walk_requests)
         assert len(r) == len(ref)
         assert np.array_equal(r.get_frames_at([i]).data[0].permute(1, 2, 0).numpy(), ref[i][1])
+
+
+@pytest.mark.parametrize("name", ["mkv_h264", "webm_vp9", "mkv_no_cues"])
+def test_the_complete_walk_reads_a_short_segment_through(name, mkv_files, http_server):
+    """Where reading the Segment through costs less than its header walk's round trips (a short
+    file), the complete table comes from one read of it, and equals the header walk's table."""
+    path = mkv_files[name]
+    ref = media.decode_all_frames(path)
+    tables, requests, nbytes = [], [], []
+    for price in (0, 256 * 1024):
+        url = http_server.add(f"{price}-{path.name}", path)
+        with VideoReader(url, backend="cpu", index_cache=False, source_options={"round_trip_cost_bytes": price}) as r:
+            t = r.index
+            assert t is not None and t.num_frames == len(ref)
+            got = r.get_frames_at([len(ref) // 2, len(ref) - 1])
+            for k, i in enumerate([len(ref) // 2, len(ref) - 1]):
+                assert np.array_equal(got.data[k].permute(1, 2, 0).numpy(), ref[i][1])
+            tables.append(t)
+            requests.append(t.index_requests)
+            nbytes.append(t.index_nbytes)
+    walked, through = tables
+    for field in ("offsets", "sizes", "pts", "dts", "durations", "is_sync"):
+        assert np.array_equal(getattr(walked, field), getattr(through, field)), field
+    size = path.stat().st_size
+    assert nbytes[0] < 0.3 * size and nbytes[1] >= 0.9 * size  # headers only / the whole Segment
+    assert requests[1] <= 4 < requests[0]
+
+
+def test_the_walk_or_read_through_choice_follows_the_round_trip_price(tmp_path, http_server):
+    """The same file walked header by header when a round trip is cheap, read through when dear."""
+    path = media.make_video(tmp_path / "clusters.mkv", container="mkv", num_frames=300, gop=15, bframes=2)
+    size = path.stat().st_size
+    got = {}
+    for price in (64, 64 << 20):
+        url = http_server.add(f"{price}.mkv", path)
+        with VideoReader(url, backend="cpu", index_cache=False, source_options={"round_trip_cost_bytes": price}) as r:
+            got[price] = (r.index.index_nbytes, r.index.index_requests)
+    assert got[64][0] < 0.3 * size and got[64 << 20][0] >= 0.9 * size
+    assert got[64 << 20][1] < got[64][1]
 
 
 def test_frames_by_time_build_the_complete_table_once_walks_cost_as_much(mkv_files):

@@ -2,7 +2,9 @@
 
 Matroska keeps no sample table: exact frame indices need a walk over every
 cluster's element headers, one round trip per block of a cluster (clusters
-run concurrently, but a 10-minute file is still thousands of requests). Times
+run concurrently, but a 10-minute file is still thousands of requests), or,
+where that costs less at the source's round-trip price (a short file, a long
+one without Cues), a read of the whole Segment. Times
 need much less: the Cues give the keyframe at or before any time (in a file
 without Cues, a bisection over byte offsets finds it: ``mkv/_bisect.py``), and
 the frame on screen follows it. So this packet source opens with the head and the
@@ -50,7 +52,7 @@ from .codecs import get_codec, reorder_depth
 from .decoders import DecoderBackend, StreamConfig
 from .mkv._bisect import keyframes_around
 from .mkv._ebml import Window
-from .mkv._read import MatroskaHead, blocks_table, store_index, time_base, walk_table
+from .mkv._read import MatroskaHead, blocks_table, read_through_cost, store_index, time_base, walk_table
 from .mkv._walk import Block, walk_one_lane
 from .mp4._read import CacheOption
 
@@ -136,7 +138,12 @@ class MatroskaPackets:
         if self._full is None:
             log.info("%s: walking every cluster for exact frame indices", self.source.url)
             before = self.source.stats.snapshot()
-            table = walk_table(self.head, self.source.read_ranges)
+            table = walk_table(
+                self.head,
+                self.source.read_ranges,
+                round_trip_cost_bytes=self.source.round_trip_cost_bytes,
+                max_concurrency=self.source.max_concurrency,
+            )
             walked = self.source.stats.since(before)
             table.index_nbytes = self.head.open_nbytes + int(walked.bytes_received)
             table.index_requests = self.head.open_requests + int(walked.num_requests)
@@ -268,11 +275,16 @@ class MatroskaPackets:
 
     def _full_walk_rounds(self) -> float:
         """About how many rounds the complete walk takes: one per block of a cluster, one wave
-        per ``lanes`` clusters; unknown (infinite) before a walk has shown blocks per second."""
+        per ``lanes`` clusters, or what reading the Segment through costs, in rounds, where that
+        is less; unknown (infinite) before a walk has shown blocks per second."""
         if self._blocks_per_second is None or len(self._cue_seconds) < 2:
             return math.inf
         gop_seconds = float(np.median(np.diff(self._cue_seconds)))
-        return max(1.0, gop_seconds * self._blocks_per_second) * self._waves
+        rounds = max(1.0, gop_seconds * self._blocks_per_second) * self._waves
+        price = self.source.round_trip_cost_bytes
+        if price:  # the complete walk reads a short Segment through: its bytes, in rounds
+            rounds = min(rounds, read_through_cost(self.head, price) / price)
+        return rounds
 
     def _walk_near(self, keyframes: list[tuple[int, int]], t: float) -> _Near | None:
         """Walk from the first of ``keyframes`` (``(ticks, cluster offset)``: the keyframe at or

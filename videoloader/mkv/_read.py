@@ -6,8 +6,9 @@ Tracks); then the SeekHead's targets outside the head (Info, Tracks, Cues: one
 concurrent read). That is enough for the stream's setup and, with Cues, for
 finding the clusters around any time. ``walk_table`` then walks the clusters
 (``_walk.py``: element headers only, one concurrent round at a time, lanes
-started at every Cues cluster position) over the whole Segment: the complete
-table, exact frame indices. ``load_index`` is that table, cached. Frames by
+started at every Cues cluster position) over the whole Segment, or reads the
+Segment through where its round trips would cost more than its bytes: the
+complete table, exact frame indices. ``load_index`` is that table, cached. Frames by
 time need only the blocks after one keyframe: see ``videoloader._matroska_packets``.
 """
 
@@ -26,7 +27,7 @@ from ..mp4._cache import cache_key
 from ..mp4._read import CacheOption, _CountingSource, _resolve_cache, _stats_delta, _stats_snapshot
 from ._ebml import ID, Element, Window, children, read_element, read_string, read_uint
 from ._tracks import SegmentInfo, TrackEntry, codec_setup, parse_info, parse_tracks, select_track
-from ._walk import Block, ReadRanges, walk_clusters
+from ._walk import STEP_BYTES, Block, ReadRanges, walk_clusters, walk_one_lane
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..io import RangeSource
@@ -52,6 +53,11 @@ MAX_META_BYTES = 64 << 20
 #: Cue points read (one lane each at most).
 MAX_CUE_POINTS = 1 << 20
 _CACHE_PREFIX = "matroska:"
+#: Bytes per read when the complete walk reads the Segment through instead of
+#: stepping block headers (memory holds about one such read at a time).
+READ_THROUGH_BYTES = 8 << 20
+#: Frame rate assumed for a video track without DefaultDuration.
+_ASSUMED_FPS = 30
 
 
 def load_index(source: RangeSource, *, track: int | None = None, cache: CacheOption = None) -> SampleIndex:
@@ -77,7 +83,12 @@ def load_index(source: RangeSource, *, track: int | None = None, cache: CacheOpt
     snapshot = _stats_snapshot(source)
     counting = _CountingSource(source)
     head = open_head(counting, track=track)
-    index = walk_table(head, counting.read_ranges)
+    index = walk_table(
+        head,
+        counting.read_ranges,
+        round_trip_cost_bytes=counting.round_trip_cost_bytes,
+        max_concurrency=counting.max_concurrency,
+    )
     index.index_nbytes, index.index_requests = _stats_delta(source, snapshot, counting)
     store_index(source, index, track=track, cache=cache)
     return index
@@ -300,19 +311,73 @@ def open_head(source: RangeSource | _CountingSource, *, track: int | None) -> Ma
     )
 
 
-def walk_table(head: MatroskaHead, read: ReadRanges) -> SampleIndex:
-    """The complete packet table of the video track: a walk over every cluster of the Segment."""
-    walk = walk_clusters(
-        url=head.url,
-        file_size=head.file_size,
-        seg_start=head.seg_start,
-        seg_end=head.seg_end,
-        track=head.track.number,
-        windows=[head.head],
-        read=read,
-        starts=head.cluster_starts,
-    )
+def walk_table(
+    head: MatroskaHead, read: ReadRanges, *, round_trip_cost_bytes: int | None = None, max_concurrency: int = 1
+) -> SampleIndex:
+    """The complete packet table of the video track: a walk over every cluster of the Segment.
+
+    The walk steps from block header to block header (a few bytes each, one
+    round trip per block of a cluster, clusters concurrently), unless
+    reading the whole Segment through costs less at ``round_trip_cost_bytes``
+    a round trip (see ``read_through_is_cheaper``): a short file with one or
+    two clusters, or a long one without Cues.
+    """
+    if round_trip_cost_bytes and read_through_is_cheaper(head, round_trip_cost_bytes, max_concurrency):
+        walk = walk_one_lane(
+            url=head.url,
+            file_size=head.file_size,
+            start=head.seg_start,
+            stop=head.seg_end,
+            track=head.track.number,
+            windows=[head.head],
+            read=read,
+            plan_read=lambda _blocks, _want: READ_THROUGH_BYTES,
+            keep_windows=False,
+        )
+    else:
+        walk = walk_clusters(
+            url=head.url,
+            file_size=head.file_size,
+            seg_start=head.seg_start,
+            seg_end=head.seg_end,
+            track=head.track.number,
+            windows=[head.head],
+            read=read,
+            starts=head.cluster_starts,
+        )
     return blocks_table(head, walk.blocks)
+
+
+def read_through_is_cheaper(head: MatroskaHead, round_trip_cost_bytes: int, max_concurrency: int) -> bool:
+    """Whether reading the Segment through costs less than stepping its block
+    headers, counting each round trip as ``round_trip_cost_bytes``."""
+    walk = header_walk_cost(head, round_trip_cost_bytes, max_concurrency)
+    return walk is not None and read_through_cost(head, round_trip_cost_bytes) < walk
+
+
+def read_through_cost(head: MatroskaHead, round_trip_cost_bytes: int) -> float:
+    """Bytes plus priced round trips of reading the Segment through, ``READ_THROUGH_BYTES`` a read."""
+    segment = head.seg_end - head.seg_start
+    return segment + -(-segment // READ_THROUGH_BYTES) * round_trip_cost_bytes
+
+
+def header_walk_cost(head: MatroskaHead, round_trip_cost_bytes: int, max_concurrency: int) -> float | None:
+    """Bytes plus priced round trips of the header walk, estimated; None without a duration.
+
+    The walk makes about one round trip per video block of a cluster, clusters
+    ``max_concurrency`` at a time (one lane after another without Cues); the
+    number of blocks comes from the Segment's duration and the track's frame
+    duration (30 frames a second where the track gives none). Audio blocks
+    are not counted, which errs towards the header walk: the one with fewer bytes.
+    """
+    if head.info.duration is None or head.info.duration <= 0:
+        return None
+    seconds = head.info.duration * head.info.timestamp_scale / 1e9
+    frame_ns = head.track.default_duration_ns or 1e9 / _ASSUMED_FPS
+    blocks = max(1.0, seconds * 1e9 / frame_ns)
+    clusters = max(1, len(head.cluster_starts))
+    waves = -(-clusters // max(1, max_concurrency))
+    return blocks * STEP_BYTES + waves * blocks / clusters * round_trip_cost_bytes
 
 
 def blocks_table(head: MatroskaHead, blocks: list[Block]) -> SampleIndex:

@@ -465,6 +465,7 @@ def walk_one_lane(
     windows: list[Window],
     read: ReadRanges,
     plan_read: PlanRead,
+    keep_windows: bool = True,
 ) -> WalkResult:
     """The blocks of track ``track`` from the top-level element at ``start``, in
     file order, walked by one lane across cluster boundaries until ``stop`` (a
@@ -473,7 +474,9 @@ def walk_one_lane(
     Unlike ``walk_clusters`` each read may be as large as ``plan_read`` asks
     (a caller that will decode the blocks anyway reads through their payloads
     instead of stepping header by header); every read is added to
-    ``windows``, so the caller can serve the payloads from it.
+    ``windows``, so the caller can serve the payloads from it. With
+    ``keep_windows=False`` windows the lane has passed are dropped instead,
+    so reading through a whole file holds one read's bytes at a time.
     """
     walker = _Walker(
         url=url, file_size=file_size, seg_end=stop, track=track, windows=windows, read=read, spawn_lanes=False
@@ -498,5 +501,7 @@ def walk_one_lane(
         walker.rounds += 1
         walker.requests += 1
         walker.nbytes += len(data)
+        if not keep_windows:
+            windows[:] = [w for w in windows if w.stop > lane.pos]
         windows.append(Window(bytes(data), r.start, url))
     return WalkResult(list(lane.blocks), len(walker.clusters), walker.requests, walker.nbytes, walker.rounds)
