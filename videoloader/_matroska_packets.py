@@ -36,6 +36,7 @@ never decoded from: that time is served from the complete table instead.
 from __future__ import annotations
 
 import collections
+import functools
 import heapq
 import logging
 import math
@@ -143,6 +144,8 @@ class MatroskaPackets:
                 self.source.read_ranges,
                 round_trip_cost_bytes=self.source.round_trip_cost_bytes,
                 max_concurrency=self.source.max_concurrency,
+                # Kept by the source up to its retain_bytes: a short file's frames need no second read.
+                read_through=functools.partial(self.source.read_ranges, retain=True),
             )
             walked = self.source.stats.since(before)
             table.index_nbytes = self.head.open_nbytes + int(walked.bytes_received)

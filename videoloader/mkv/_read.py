@@ -312,7 +312,12 @@ def open_head(source: RangeSource | _CountingSource, *, track: int | None) -> Ma
 
 
 def walk_table(
-    head: MatroskaHead, read: ReadRanges, *, round_trip_cost_bytes: int | None = None, max_concurrency: int = 1
+    head: MatroskaHead,
+    read: ReadRanges,
+    *,
+    round_trip_cost_bytes: int | None = None,
+    max_concurrency: int = 1,
+    read_through: ReadRanges | None = None,
 ) -> SampleIndex:
     """The complete packet table of the video track: a walk over every cluster of the Segment.
 
@@ -320,7 +325,9 @@ def walk_table(
     round trip per block of a cluster, clusters concurrently), unless
     reading the whole Segment through costs less at ``round_trip_cost_bytes``
     a round trip (see ``read_through_is_cheaper``): a short file with one or
-    two clusters, or a long one without Cues.
+    two clusters, or a long one without Cues. ``read_through`` reads for
+    that case (default ``read``): a source that keeps what it read serves
+    a short file's frames from memory afterwards.
     """
     if round_trip_cost_bytes and read_through_is_cheaper(head, round_trip_cost_bytes, max_concurrency):
         walk = walk_one_lane(
@@ -330,7 +337,7 @@ def walk_table(
             stop=head.seg_end,
             track=head.track.number,
             windows=[head.head],
-            read=read,
+            read=read_through or read,
             plan_read=lambda _blocks, _want: READ_THROUGH_BYTES,
             keep_windows=False,
         )
