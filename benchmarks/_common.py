@@ -42,9 +42,10 @@ def _code_root() -> Path:
 
 
 CODE_ROOT = _code_root()
-for p in (str(CODE_ROOT), str(CODE_ROOT / "tests")):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+for p in (str(CODE_ROOT / "tests"), str(CODE_ROOT)):  # first on the path, even where PYTHONPATH put it later
+    if p in sys.path:
+        sys.path.remove(p)
+    sys.path.insert(0, p)
 
 _REEXEC_FLAG = "VIDEOLOADER_BENCH_REEXEC"
 

@@ -81,20 +81,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-for _path in (REPO, REPO / "benchmarks"):  # videoloader and tests/; _common
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, RandomSampler  # noqa: E402
 
-from tests.server import LoopbackServer  # noqa: E402
 from videoloader._optional import require  # noqa: E402
 from videoloader.data import RandomClip, VideoFrameDataset, make_node_loader  # noqa: E402
 
-import _common  # noqa: E402
+import _common  # noqa: E402  (sets sys.path for videoloader and tests/)
+from server import LoopbackServer  # noqa: E402
 
 psutil = require("psutil", purpose="loader_throughput (memory sampling)")
 
@@ -579,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         help="results name: writes benchmarks/results/<name>.json (a value ending in .json is a file path)",
     )
     args = ap.parse_args(argv)
+    print(f"# videoloader from {_common.CODE_ROOT / 'videoloader'}", file=sys.stderr)
     if args.clips_per_video and min(args.clips_per_video) < 1:
         ap.error("--clips-per-video takes K >= 1")
 
