@@ -46,9 +46,12 @@ def stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     spin waiting for more work on cores the decoder's threads need: with
     2 cores, stacking an 8-frame 224 px clip cost 25 ms, and decoding slowed
     too, against 0.5 ms for the same copy on the calling thread. Tensors on a
-    GPU, needing gradients, or of a dtype numpy lacks go to ``torch.stack``.
+    GPU, sparse, needing gradients, or of a dtype numpy lacks go to ``torch.stack``.
     """
-    if tensors and all(t.device.type == "cpu" and not t.requires_grad and t.dtype in _NUMPY_DTYPES for t in tensors):
+    if tensors and all(
+        t.device.type == "cpu" and t.layout == torch.strided and not t.requires_grad and t.dtype in _NUMPY_DTYPES
+        for t in tensors
+    ):
         first = tensors[0]
         out = torch.empty((len(tensors), *first.shape), dtype=first.dtype)  # packed, as torch.stack returns it
         dst = out.numpy()
