@@ -43,9 +43,9 @@ def stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """``torch.stack(tensors)``, copied by numpy where the tensors are on the CPU.
 
     torch copies a batch of frames on its OpenMP pool, whose threads then
-    spin waiting for more work on cores the decoder's threads need: with
-    2 cores, stacking an 8-frame 224 px clip cost 25 ms, and decoding slowed
-    too, against 0.5 ms for the same copy on the calling thread. Tensors on a
+    spin waiting for more work on cores the decoder's threads need: on 2 busy
+    cores a profile showed 25 ms to stack an 8-frame 224 px clip, against
+    0.5 ms for the same copy on the calling thread. Tensors on a
     GPU, sparse, needing gradients, or of a dtype numpy lacks go to ``torch.stack``.
     """
     if tensors and all(
