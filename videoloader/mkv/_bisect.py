@@ -381,17 +381,7 @@ class _Search:
             except _Reject:
                 raise MatroskaParseError(f"{self.url}: the Cluster at offset {c.pos} holds a broken element.") from None
         assert c.end is not None
-        p = c.end
-        for _ in range(MAX_STEPS):
-            if p >= self.seg_end:
-                return None
-            e, _ = self._element(p)
-            if e.id == ID.CLUSTER:
-                return self._exact(p)
-            if e.unknown_size or e.end > self.seg_end or e.id == ID.EBML:
-                raise _GiveUp  # chained segments or a broken top level: the caller walks
-            p = e.end
-        raise _GiveUp
+        return self._cluster_from(c.end)
 
     def _previous(self, c: _Cluster, floor: int, limit: int | None = None) -> _Cluster | None:
         """The cluster before ``c``, starting at or after ``floor``: the candidate whose chain ends exactly at ``c``.
@@ -451,7 +441,10 @@ class _Search:
             return None
 
     def _first_cluster(self) -> _Cluster | None:
-        p = self.seg_start
+        return self._cluster_from(self.seg_start)
+
+    def _cluster_from(self, p: int) -> _Cluster | None:
+        """The first Cluster among the top-level elements from ``p`` on (None at the Segment's end)."""
         for _ in range(MAX_STEPS):
             if p >= self.seg_end:
                 return None
@@ -459,7 +452,7 @@ class _Search:
             if e.id == ID.CLUSTER:
                 return self._exact(p)
             if e.unknown_size or e.end > self.seg_end or e.id == ID.EBML:
-                raise _GiveUp
+                raise _GiveUp  # chained segments or a broken top level: the caller walks
             p = e.end
         raise _GiveUp
 
