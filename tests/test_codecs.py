@@ -29,6 +29,7 @@ from videoloader.codecs import (
     iter_length_prefixed,
     iter_obus,
     length_prefixed_to_annexb,
+    non_reference_test,
     parse_avcc,
     parse_hvcc,
     stream_colour_info,
@@ -352,6 +353,9 @@ def test_h264_non_reference_test_on_real_bframes(tmp_path):
     # The same answer as the helpers the predicate wraps.
     nal_length_size = parse_avcc(d.extradata).nal_length_size
     assert disposable == [h264_is_disposable(s.data, nal_length_size) for s in d.samples]
+    # And by codec name, as the reader asks.
+    by_name = non_reference_test("h264", d.extradata)
+    assert by_name is not None and [by_name(s.data) for s in d.samples] == disposable
 
 
 def test_hevc_non_reference_test_needs_one_temporal_layer(request):
@@ -378,6 +382,7 @@ def test_codecs_without_a_safe_non_reference_test(av1_clip):
     for name in ("h264", "hevc"):
         assert get_codec(name).non_reference_test(None) is None
         assert get_codec(name).non_reference_test(START_CODE + b"\x67\x64") is None  # Annex-B extradata
+    assert non_reference_test("mpeg4", b"\x01") is None and non_reference_test("vp9", None) is None
 
 
 def test_parse_config_per_codec(h264_bframes, hevc_bframes, av1_clip):

@@ -49,7 +49,7 @@ from ._index_packets import IndexPackets
 from ._packets import SampleIndex
 from ._plan import DecodeGroup, plan_frames
 from ._types import ByteRange
-from .codecs import get_codec, reorder_depth
+from .codecs import non_reference_test, reorder_depth
 from .decoders import DecoderBackend, StreamConfig
 from .mkv._bisect import keyframes_around
 from .mkv._ebml import Window
@@ -110,6 +110,7 @@ class MatroskaPackets:
             bit_depth=head.bit_depth,
             sample_entry=head.track.codec_id,
         )
+        self._skip = non_reference_test(head.codec, head.extradata)
         # Keyframe times of the cues, in seconds as the reader computes frame times.
         cue_ticks = np.asarray(head.cue_times, dtype=np.int64) * self._mult
         self._cue_seconds = cue_ticks.astype(np.float64) / self._timescale
@@ -201,8 +202,6 @@ class MatroskaPackets:
                     starts, ends = near.starts, near.ends
                     raise IndexError(f"{self.source.url}: time {t} s is outside the video [{starts[0]}, {ends[-1]})")
             groups.setdefault(id(near), (near, []))[1].append((t, k))
-        codec = get_codec(self.config.codec)
-        skip = codec.non_reference_test(self.config.extradata) if codec is not None else None
         from ._decode import decode_plan
 
         for near, wanted in groups.values():
@@ -210,7 +209,7 @@ class MatroskaPackets:
                 plan_frames(near.table, [k for _t, k in wanted]),
                 near.packets,
                 decoder,
-                skip=skip,
+                skip=self._skip,
                 what=f"{self.source.url}: the decoder",
             )
             fed += nbytes

@@ -33,7 +33,7 @@ from ._output import OutputPlan, plan_output, rotation_degrees
 from ._packets import SampleIndex
 from ._plan import DecodeGroup, Plan, plan_frames
 from ._types import FrameBatch, VideoMetadata
-from .codecs import get_codec
+from .codecs import non_reference_test
 from .decoders import DecoderBackend, OutputSpec, select_backend
 from .io import RangeSource, TransferStats
 from .io._memory import in_memory_source
@@ -251,8 +251,7 @@ class VideoReader:
             functools.partial(spec.create, self._config, self._out.spec, num_threads=num_threads)
         )
         self._decoder.get()  # a backend that cannot start fails at open, not at the first frame
-        codec = get_codec(self._config.codec)
-        self._non_reference = codec.non_reference_test(self._config.extradata) if codec is not None else None
+        self._non_reference = non_reference_test(self._config.codec, self._config.extradata)
 
     @contextlib.contextmanager
     def _errors_named(self) -> Iterator[None]:

@@ -31,7 +31,7 @@ from ._nal import (
     iter_length_prefixed,
     length_prefixed_to_annexb,
 )
-from ._registry import CODECS, get_codec, reorder_depth, stream_colour_info, stream_converter
+from ._registry import CODECS, get_codec, non_reference_test, reorder_depth, stream_colour_info, stream_converter
 from ._vp9 import VP9, Vp9Config, colour_info_from_vp9_frame
 
 __all__ = [
@@ -68,6 +68,7 @@ __all__ = [
     "iter_obus",
     "length_prefixed_to_annexb",
     "matrix_name",
+    "non_reference_test",
     "parse_avcc",
     "parse_hvcc",
     "reorder_depth",

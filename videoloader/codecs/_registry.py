@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._av1 import AV1
-from ._base import Codec, PassThrough, StreamConverter
+from ._base import Codec, NonReferenceTest, PassThrough, StreamConverter
 from ._colour_info import ColourInfo
 from ._h264 import H264
 from ._hevc import HEVC
@@ -46,6 +46,14 @@ def stream_colour_info(codec: str, extradata: bytes | None, sample: bytes | memo
     """
     found = get_codec(codec)
     return found.colour_info(extradata, sample) if found is not None else ColourInfo()
+
+
+def non_reference_test(codec: str, extradata: bytes | None) -> NonReferenceTest | None:
+    """The test for a sample no other frame references (one that can be left
+    undecoded unless wanted), for a stream of ``codec`` with ``extradata``; None
+    where the codec has no safe test (see :meth:`Codec.non_reference_test`)."""
+    c = get_codec(codec)
+    return c.non_reference_test(extradata) if c is not None else None
 
 
 # Codecs with no module here whose container timestamps never go backwards either
