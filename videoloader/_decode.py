@@ -19,7 +19,7 @@ from ._packets import SampleIndex
 from ._plan import DecodeGroup, Plan
 from .decoders import DecoderBackend, Packet, StreamConfig
 
-__all__ = ["PacketSource", "PrefetchingSource", "TimedSource", "decode_plan"]
+__all__ = ["PacketSource", "PrefetchingSource", "TimedSource", "decode_plan", "in_order_asked"]
 
 
 class PacketSource(Protocol):
@@ -76,6 +76,15 @@ class TimedSource(PacketSource, Protocol):
     ) -> tuple[list[torch.Tensor], list[float], list[float], int]:
         """The frame on screen at each time: ``(frames, pts_seconds, duration_seconds, bytes fed)``, in order asked."""
         ...
+
+
+def in_order_asked(
+    found: dict[float, tuple[torch.Tensor, float, float]], seconds: Sequence[float]
+) -> tuple[list[torch.Tensor], list[float], list[float]]:
+    """``(frames, pts_seconds, duration_seconds)`` for ``seconds`` in the order asked (repeats
+    included), from ``{time: (frame, pts, duration)}`` found once per distinct time."""
+    rows = [found[t] for t in seconds]
+    return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
 
 
 def decode_plan(

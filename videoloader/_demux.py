@@ -28,6 +28,7 @@ import av
 import numpy as np
 import torch
 
+from ._decode import in_order_asked
 from ._errors import ContainerError, CorruptVideoError, NotAVideoError, TrackNotFoundError, VideoLoaderError
 from ._fork import ProcessLocal
 from ._packets import SampleIndex, first_shared_time
@@ -267,7 +268,7 @@ class DemuxPackets:
             frame, pts, dur, nbytes = self._frame_at(t, decoder)
             found[t] = (frame, pts, dur)
             fed += nbytes
-        return [found[t][0] for t in seconds], [found[t][1] for t in seconds], [found[t][2] for t in seconds], fed
+        return (*in_order_asked(found, seconds), fed)
 
     def _frame_at(self, t: float, decoder: DecoderBackend) -> tuple[torch.Tensor, float, float, int]:
         if not math.isfinite(t):

@@ -202,7 +202,7 @@ class MatroskaPackets:
                     starts, ends = near.starts, near.ends
                     raise IndexError(f"{self.source.url}: time {t} s is outside the video [{starts[0]}, {ends[-1]})")
             groups.setdefault(id(near), (near, []))[1].append((t, k))
-        from ._decode import decode_plan
+        from ._decode import decode_plan, in_order_asked
 
         for near, wanted in groups.values():
             decoded, nbytes = decode_plan(
@@ -217,7 +217,7 @@ class MatroskaPackets:
                 near.packets.source.release()  # decoded: a later call reads again rather than hold them
             for t, k in wanted:
                 found[t] = (decoded[k], float(near.starts[k]), float(near.ends[k] - near.starts[k]))
-        return [found[t][0] for t in seconds], [found[t][1] for t in seconds], [found[t][2] for t in seconds], fed
+        return (*in_order_asked(found, seconds), fed)
 
     def _near_complete(self) -> _Near:
         full = self._complete()
