@@ -376,12 +376,7 @@ class _Job:
             vr.selected_frame_indices = got.indices
             vr.selected_timestamps_seconds = got.timestamps_seconds
             frames = got.frames
-            if self.return_frame_png:
-                vr.frame_png_bytes_list = [encode_png(f) for f in frames]
-            if self.wandb_max_images:
-                with self._lock:
-                    if len(self.images) < self.wandb_max_images:
-                        self.images.append((frames[0].permute(1, 2, 0).numpy().copy(), "", vr, 0))
+            self._keep_frames(vr, frames)
             vr.ok = True
         except Exception as e:  # one failing video never stops the batch
             frames = None
@@ -420,13 +415,17 @@ class _Job:
         vr.selected_timestamps_seconds = [float(t) for t in batch.pts_seconds.tolist()]
         vr.bandwidth_downstream_bytes = int(reader.last_decode_nbytes)
         frames = batch.data
+        self._keep_frames(vr, frames)
+        return frames
+
+    def _keep_frames(self, vr: VideoResult, frames: torch.Tensor) -> None:
+        """The PNGs asked for (``return_frame_png``) and, while W&B wants more, the first frame as an image."""
         if self.return_frame_png:
             vr.frame_png_bytes_list = [encode_png(f) for f in frames]
         if self.wandb_max_images:
             with self._lock:
                 if len(self.images) < self.wandb_max_images:
                     self.images.append((frames[0].detach().cpu().permute(1, 2, 0).numpy().copy(), "", vr, 0))
-        return frames
 
     # -- stages 3 and 4 ----------------------------------------------------------
 
