@@ -102,21 +102,25 @@ def _hwc(x: Any) -> list[np.ndarray]:
 
 
 class Reader:
+    """One reader under test; ``open`` sets ``decoder``, anything with torchcodec's
+    ``get_frames_at(indices)`` and ``get_frame_at(index)``."""
+
     name = ""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.info: dict[str, Any] = {}
         """Extra measurements of the open, added to the run's record."""
+        self.decoder: Any = None
 
     def open(self) -> None:
         raise NotImplementedError
 
     def batch(self, indices: list[int]) -> list[np.ndarray]:
-        raise NotImplementedError
+        return _hwc(self.decoder.get_frames_at(indices).data)
 
     def one(self, index: int) -> list[np.ndarray]:
-        return self.batch([index])
+        return _hwc(self.decoder.get_frame_at(index).data)
 
     def close(self) -> None:
         pass
@@ -130,16 +134,10 @@ class VideoloaderReader(Reader):
         from videoloader.mp4._cache import default_index_cache
 
         default_index_cache.clear()  # cold open every time: peers have no index cache either
-        self.reader = videoloader.VideoReader(self.url, backend="cpu")
-
-    def batch(self, indices: list[int]) -> list[np.ndarray]:
-        return _hwc(self.reader.get_frames_at(indices).data)
-
-    def one(self, index: int) -> list[np.ndarray]:
-        return _hwc(self.reader.get_frame_at(index).data)
+        self.decoder = videoloader.VideoReader(self.url, backend="cpu")
 
     def close(self) -> None:
-        self.reader.close()
+        self.decoder.close()
 
 
 class TorchcodecReader(Reader):
@@ -156,12 +154,6 @@ class TorchcodecReader(Reader):
         tc = require("torchcodec.decoders", purpose="the torchcodec comparison")
         self.fobj = fsspec.filesystem("http", skip_instance_cache=True).open(self.url, "rb")
         self.decoder = tc.VideoDecoder(self.fobj, seek_mode=self.mode, num_ffmpeg_threads=0)
-
-    def batch(self, indices: list[int]) -> list[np.ndarray]:
-        return _hwc(self.decoder.get_frames_at(indices=indices).data)
-
-    def one(self, index: int) -> list[np.ndarray]:
-        return _hwc(self.decoder.get_frame_at(index).data)
 
     def close(self) -> None:
         del self.decoder
@@ -182,12 +174,6 @@ class DownloadReader(Reader):
             shutil.copyfileobj(resp, f, 1 << 20)
         self.info["download_s"] = time.perf_counter() - t0
         self.decoder = tc.VideoDecoder(str(path), seek_mode="exact", num_ffmpeg_threads=0)
-
-    def batch(self, indices: list[int]) -> list[np.ndarray]:
-        return _hwc(self.decoder.get_frames_at(indices=indices).data)
-
-    def one(self, index: int) -> list[np.ndarray]:
-        return _hwc(self.decoder.get_frame_at(index).data)
 
     def close(self) -> None:
         del self.decoder
